@@ -1,0 +1,356 @@
+"""Typed training options: one frozen dataclass per concern, each default defined here and nowhere else.
+
+Presets (`stylegan_core.presets`) fill these in from NVIDIA's configuration table; spec files and the CLI hold only
+overrides, applied by `apply_overrides` through the single table `OVERRIDE_KEYS` (CLI-style names, so
+`--gamma 2` on the command line and `gamma: 2` in a spec mean the same thing).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+GArchitecture = Literal["orig", "skip", "resnet"]
+DArchitecture = Literal["orig", "skip", "resnet"]
+AugmentMode = Literal["ada", "noaug", "fixed"]
+AugPipeName = Literal["blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf", "bgcfn", "bgcfnc"]
+PresetName = Literal["auto", "stylegan2", "paper256", "paper512", "paper1024", "cifar"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class NetworkConfig:
+    """Generator and discriminator architecture (StyleGAN2 config F unless a preset says otherwise)."""
+
+    z_dim: int = 512
+    """Dimension of the input latent z."""
+    w_dim: int = 512
+    """Dimension of the intermediate latent w."""
+    mapping_layers: int = 8
+    """Number of fully connected layers in G's mapping network (`--map`)."""
+    channel_base: int = 32768
+    """Feature maps at resolution r are min(channel_base // r, channel_max) (`--cbase`)."""
+    channel_max: int = 512
+    """Upper bound on feature maps per layer (`--cmax`)."""
+    num_fp16_res: int = 4
+    """Run the N highest-resolution blocks in float16 (CUDA only; CPU always runs float32)."""
+    conv_clamp: int | None = 256
+    """Clamp pre-activations to +-conv_clamp (protects float16 from overflow); None disables."""
+    g_architecture: GArchitecture = "skip"
+    """Generator output architecture."""
+    d_architecture: DArchitecture = "resnet"
+    """Discriminator architecture."""
+    mbstd_group: int = 4
+    """Minibatch-stddev group size; must divide the per-GPU batch (`--mbstd-group`)."""
+    mbstd_num_channels: int = 1
+    """Number of minibatch-stddev feature channels."""
+    freezed: int = 0
+    """Freeze-D: the first N discriminator layers (from the highest resolution) are not trained (`--freezed`)."""
+    fp16_channels_last: bool = False
+    """Use channels_last memory format inside float16 blocks (`--nhwc`)."""
+    cmap_dim: int | None = None
+    """Dimension of D's conditioning projection; None = channels at 4x4."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LossConfig:
+    """StyleGAN2 loss and lazy regularisation."""
+
+    r1_gamma: float = 10.0
+    """R1 regularisation weight (`--gamma`)."""
+    style_mixing_prob: float = 0.9
+    """Probability of mixing styles from two latents in a batch."""
+    pl_weight: float = 2.0
+    """Path-length regularisation weight; 0 disables the Greg phase's penalty."""
+    pl_batch_shrink: int = 2
+    """Path-length penalty uses batch_gpu // pl_batch_shrink samples."""
+    pl_decay: float = 0.01
+    """Decay of the running mean path length pl_mean."""
+    g_reg_interval: int | None = 4
+    """Lazy regularisation interval for G (None: regularise every step in one Gboth phase)."""
+    d_reg_interval: int | None = 16
+    """Lazy regularisation interval for D (None: one Dboth phase)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AugmentConfig:
+    """Differentiable augmentation applied to every image D sees."""
+
+    mode: AugmentMode = "ada"
+    """ada: adaptive p; fixed: constant p; noaug: no augmentation (`--aug`)."""
+    p: float = 0.0
+    """Initial augmentation probability (the constant one for mode fixed) (`--p`)."""
+    pipe: AugPipeName = "bgc"
+    """Which transforms are enabled (`--augpipe`)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class AdaConfig:
+    """The adaptive-discriminator-augmentation controller (ADA paper section 3)."""
+
+    target: float = 0.6
+    """Target value of the overfitting heuristic r_t = E[sign(D(real))] (`--target`)."""
+    interval: int = 4
+    """Adjust p every this many iterations."""
+    kimg: float = 500.0
+    """p can move by 1 over this many thousand images (100 when resuming, so ADA reacts faster)."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimizerConfig:
+    """Adam settings for G and D."""
+
+    g_lr: float = 0.002
+    """Generator learning rate (`--glr`)."""
+    d_lr: float = 0.002
+    """Discriminator learning rate (`--dlr`)."""
+    betas: tuple[float, float] = (0.0, 0.99)
+    """Adam betas (before the lazy-regularisation adjustment)."""
+    eps: float = 1e-8
+    """Adam epsilon."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """Which training data, and how it is read."""
+
+    path: str = ""
+    """Dataset zip or folder in NVIDIA's layout (`--data`)."""
+    cond: bool = False
+    """Train a class-conditional model from dataset.json labels (`--cond`)."""
+    subset: int | None = None
+    """Train on a random subset of this many images, chosen with the run's seed (`--subset`)."""
+    mirror: bool = False
+    """Double the dataset with x-flipped copies (`--mirror`)."""
+    workers: int = 3
+    """DataLoader worker processes (`--workers`); 0 loads in the training process."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoopConfig:
+    """Training schedule, batch geometry and bookkeeping."""
+
+    total_kimg: float = 25000.0
+    """Training length in thousands of real images shown to D (`--kimg`)."""
+    batch: int = 32
+    """Global batch size over all GPUs and accumulation rounds (`--batch`)."""
+    batch_gpu: int | None = None
+    """Per-GPU batch per accumulation round; None = batch // world_size (`--batch-gpu`)."""
+    kimg_per_tick: float = 4.0
+    """Progress is reported, and abort is polled, every this many kimg (`--tick`)."""
+    snap: int | None = 50
+    """Write image grids and a snapshot every N ticks (`--snap`); None only at the end."""
+    ema_kimg: float = 10.0
+    """Half-life of G_ema in thousands of images."""
+    ema_rampup: float | None = None
+    """If set, the EMA half-life grows as cur_nimg * ema_rampup until ema_kimg."""
+    seed: int = 0
+    """Global random seed; rank r uses seed * world_size + r (`--seed`)."""
+    resume: str | None = None
+    """Snapshot (ours or an NVIDIA .pkl) to start from (`--resume`)."""
+    cudnn_benchmark: bool = True
+    """Let cuDNN pick the fastest convolution algorithms (`--nobench` disables)."""
+    allow_tf32: bool = False
+    """Allow TF32 matmuls and convolutions on Ampere or newer (`--allow-tf32`)."""
+    grid_seed: int = 0
+    """Seed of the fixed latents and real images shown in reals.png / fakes*.png."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetricsConfig:
+    """Metrics evaluated at every network snapshot."""
+
+    names: tuple[str, ...] = ("fid50k_full",)
+    """Metric names (`--metrics`), e.g. fid50k_full, kid50k_full, fid2k_full; empty for none."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainOptions:
+    """Everything that defines a training run; written to the run directory as training_options.json."""
+
+    preset: PresetName = "auto"
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    ada: AdaConfig = field(default_factory=AdaConfig)
+    optimizer: OptimizerConfig = field(default_factory=OptimizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loop: LoopConfig = field(default_factory=LoopConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TrainOptions:
+        """Rebuild options from `to_dict()` output (snapshots, training_options.json); unknown keys are errors."""
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        _reject_unknown("TrainOptions", data, sections)
+        kwargs: dict[str, Any] = {}
+        for name, value in data.items():
+            section_type = _SECTION_TYPES.get(name)
+            kwargs[name] = value if section_type is None else _section_from_dict(section_type, value)
+        return cls(**kwargs)
+
+
+_SECTION_TYPES: dict[str, type] = {
+    "network": NetworkConfig,
+    "loss": LossConfig,
+    "augment": AugmentConfig,
+    "ada": AdaConfig,
+    "optimizer": OptimizerConfig,
+    "data": DataConfig,
+    "loop": LoopConfig,
+    "metrics": MetricsConfig,
+}
+
+
+def _reject_unknown(where: str, data: Mapping[str, Any], known: Mapping[str, Any]) -> None:
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"{where}: unknown option(s) {unknown}; known: {sorted(known)}")
+
+
+def _section_from_dict(section_type: type, data: Mapping[str, Any]) -> Any:
+    fields = {f.name: f for f in dataclasses.fields(section_type)}
+    _reject_unknown(section_type.__name__, data, fields)
+    kwargs = {name: tuple(v) if isinstance(v, list) else v for name, v in data.items()}
+    return section_type(**kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Overrides: CLI-style names → (section, field, parser). One table serves the CLI, the spec files and Dagster config.
+
+
+def _to_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"expected a boolean, got {value!r}")
+
+
+def _optional(parse: Callable[[object], Any]) -> Callable[[object], Any]:
+    def parse_optional(value: object) -> Any:
+        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
+            return None
+        return parse(value)
+
+    return parse_optional
+
+
+def _to_int(value: object) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError(f"expected an integer, got {value!r}")
+    return int(value)  # type: ignore[arg-type]
+
+
+def _to_names(value: object) -> tuple[str, ...]:
+    if isinstance(value, str):
+        items = [] if value.strip().lower() in ("", "none") else value.split(",")
+    else:
+        items = list(value)  # type: ignore[call-overload]
+    return tuple(str(item).strip() for item in items if str(item).strip())
+
+
+def _choice(*allowed: str) -> Callable[[object], str]:
+    def parse_choice(value: object) -> str:
+        if value not in allowed:
+            raise ValueError(f"expected one of {list(allowed)}, got {value!r}")
+        return str(value)
+
+    return parse_choice
+
+
+@dataclass(frozen=True)
+class OverrideKey:
+    section: str
+    field: str
+    parse: Callable[[object], Any]
+    help: str
+
+
+_ARCH = _choice("orig", "skip", "resnet")
+OVERRIDE_KEYS: dict[str, OverrideKey] = {
+    key.replace("-", "_"): spec
+    for key, spec in {
+        "data": OverrideKey("data", "path", str, "dataset zip or folder"),
+        "cond": OverrideKey("data", "cond", _to_bool, "class-conditional training"),
+        "subset": OverrideKey("data", "subset", _optional(_to_int), "train on N random images"),
+        "mirror": OverrideKey("data", "mirror", _to_bool, "x-flip amplification"),
+        "workers": OverrideKey("data", "workers", _to_int, "data loader processes"),
+        "gamma": OverrideKey("loss", "r1_gamma", float, "R1 weight"),
+        "style_mixing": OverrideKey("loss", "style_mixing_prob", float, "style mixing probability"),
+        "pl_weight": OverrideKey("loss", "pl_weight", float, "path-length weight"),
+        "g_reg_interval": OverrideKey("loss", "g_reg_interval", _optional(_to_int), "lazy G regularisation"),
+        "d_reg_interval": OverrideKey("loss", "d_reg_interval", _optional(_to_int), "lazy D regularisation"),
+        "aug": OverrideKey("augment", "mode", _choice("ada", "noaug", "fixed"), "augmentation mode"),
+        "p": OverrideKey("augment", "p", float, "initial / fixed augmentation probability"),
+        "augpipe": OverrideKey("augment", "pipe", str, "augmentation preset"),
+        "target": OverrideKey("ada", "target", float, "ADA target for r_t"),
+        "ada_interval": OverrideKey("ada", "interval", _to_int, "iterations between p updates"),
+        "ada_kimg": OverrideKey("ada", "kimg", float, "kimg for p to move by 1"),
+        "glr": OverrideKey("optimizer", "g_lr", float, "G learning rate"),
+        "dlr": OverrideKey("optimizer", "d_lr", float, "D learning rate"),
+        "z_dim": OverrideKey("network", "z_dim", _to_int, "latent size"),
+        "w_dim": OverrideKey("network", "w_dim", _to_int, "intermediate latent size"),
+        "map": OverrideKey("network", "mapping_layers", _to_int, "mapping network depth"),
+        "cbase": OverrideKey("network", "channel_base", _to_int, "channel base"),
+        "cmax": OverrideKey("network", "channel_max", _to_int, "max channels"),
+        "num_fp16_res": OverrideKey("network", "num_fp16_res", _to_int, "float16 resolutions"),
+        "conv_clamp": OverrideKey("network", "conv_clamp", _optional(_to_int), "pre-activation clamp"),
+        "g_arch": OverrideKey("network", "g_architecture", _ARCH, "generator architecture"),
+        "d_arch": OverrideKey("network", "d_architecture", _ARCH, "discriminator architecture"),
+        "mbstd_group": OverrideKey("network", "mbstd_group", _to_int, "minibatch-stddev group"),
+        "freezed": OverrideKey("network", "freezed", _to_int, "Freeze-D layers"),
+        "nhwc": OverrideKey("network", "fp16_channels_last", _to_bool, "channels_last in fp16 blocks"),
+        "kimg": OverrideKey("loop", "total_kimg", float, "training length in kimg"),
+        "batch": OverrideKey("loop", "batch", _to_int, "global batch"),
+        "batch_gpu": OverrideKey("loop", "batch_gpu", _optional(_to_int), "per-GPU batch per round"),
+        "tick": OverrideKey("loop", "kimg_per_tick", float, "kimg per tick"),
+        "snap": OverrideKey("loop", "snap", _optional(_to_int), "ticks between snapshots"),
+        "ema": OverrideKey("loop", "ema_kimg", float, "EMA half-life in kimg"),
+        "ema_rampup": OverrideKey("loop", "ema_rampup", _optional(float), "EMA ramp-up"),
+        "seed": OverrideKey("loop", "seed", _to_int, "random seed"),
+        "resume": OverrideKey("loop", "resume", _optional(str), "snapshot to resume from"),
+        "nobench": OverrideKey("loop", "cudnn_benchmark", lambda v: not _to_bool(v), "disable cuDNN benchmark"),
+        "allow_tf32": OverrideKey("loop", "allow_tf32", _to_bool, "allow TF32"),
+        "metrics": OverrideKey("metrics", "names", _to_names, "metrics at each snapshot"),
+    }.items()
+}
+# `fp32` is not a single field: it switches off float16 and the conv clamp together, as NVIDIA's --fp32 does.
+SPECIAL_OVERRIDE_KEYS = ("fp32",)
+
+
+def normalize_override_key(key: str) -> str:
+    return key.strip().lstrip("-").replace("-", "_")
+
+
+def apply_overrides(options: TrainOptions, overrides: Mapping[str, object], source: str = "overrides") -> TrainOptions:
+    """Return `options` with CLI-style overrides applied; `source` names where they came from in error messages."""
+    sections: dict[str, dict[str, Any]] = {}
+    for raw_key, value in overrides.items():
+        key = normalize_override_key(raw_key)
+        if key == "fp32":
+            if _to_bool(value):
+                sections.setdefault("network", {}).update(num_fp16_res=0, conv_clamp=None)
+            continue
+        spec = OVERRIDE_KEYS.get(key)
+        if spec is None:
+            known = sorted([*OVERRIDE_KEYS, *SPECIAL_OVERRIDE_KEYS])
+            raise ValueError(f"{source}: unknown option {raw_key!r}; known options: {', '.join(known)}")
+        try:
+            parsed = spec.parse(value)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"{source}: bad value for {raw_key!r}: {error}") from None
+        sections.setdefault(spec.section, {})[spec.field] = parsed
+    replaced = {name: dataclasses.replace(getattr(options, name), **fields) for name, fields in sections.items()}
+    return dataclasses.replace(options, **replaced)

@@ -1,0 +1,188 @@
+"""NVIDIA's StyleGAN2-ADA configurations (`--cfg`) as typed presets, and the resolution of a run's options.
+
+The table reproduces stylegan2-ada-pytorch's `train.py` configurations; `auto` derives batch, R1 gamma, capacity and
+EMA from the dataset resolution and GPU count with NVIDIA's formulas.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from stylegan_core.config import (
+    LoopConfig,
+    LossConfig,
+    NetworkConfig,
+    OptimizerConfig,
+    PresetName,
+    TrainOptions,
+    apply_overrides,
+    normalize_override_key,
+)
+
+PRESET_NAMES: tuple[PresetName, ...] = ("auto", "stylegan2", "paper256", "paper512", "paper1024", "cifar")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Preset:
+    """One row of NVIDIA's configuration table."""
+
+    ref_gpus: int
+    """GPU count the batch was designed for; fewer GPUs use gradient accumulation."""
+    kimg: float
+    batch: int
+    """Global minibatch ("mb")."""
+    mbstd: int
+    """Minibatch-stddev group size."""
+    fmaps: float
+    """Capacity multiplier: channel_base = fmaps * 32768."""
+    lrate: float
+    gamma: float
+    ema: float
+    """EMA half-life in kimg."""
+    ramp: float | None
+    """EMA ramp-up, or None."""
+    map: int
+    """Mapping network depth."""
+
+
+PRESETS: dict[str, Preset] = {
+    "stylegan2": Preset(ref_gpus=8, kimg=25000, batch=32, mbstd=4, fmaps=1, lrate=0.002, gamma=10, ema=10, ramp=None, map=8),
+    "paper256": Preset(ref_gpus=8, kimg=25000, batch=64, mbstd=8, fmaps=0.5, lrate=0.0025, gamma=1, ema=20, ramp=None, map=8),
+    "paper512": Preset(ref_gpus=8, kimg=25000, batch=64, mbstd=8, fmaps=1, lrate=0.0025, gamma=0.5, ema=20, ramp=None, map=8),
+    "paper1024": Preset(ref_gpus=8, kimg=25000, batch=32, mbstd=4, fmaps=1, lrate=0.002, gamma=2, ema=10, ramp=None, map=8),
+    "cifar": Preset(ref_gpus=2, kimg=100000, batch=64, mbstd=32, fmaps=1, lrate=0.0025, gamma=0.01, ema=500, ramp=0.05, map=2),
+}
+
+
+def auto_preset(resolution: int, gpus: int) -> Preset:
+    """NVIDIA's `auto` formulas ("keep gpu memory consumption at bay"; gamma is their heuristic 0.0002 * res^2 / mb)."""
+    batch = max(min(gpus * min(4096 // resolution, 32), 64), gpus)
+    return Preset(
+        ref_gpus=gpus,
+        kimg=25000,
+        batch=batch,
+        mbstd=min(batch // gpus, 4),
+        fmaps=1 if resolution >= 512 else 0.5,
+        lrate=0.002 if resolution >= 1024 else 0.0025,
+        gamma=0.0002 * resolution**2 / batch,
+        ema=batch * 10 / 32,
+        ramp=0.05,
+        map=2,
+    )
+
+
+def get_preset(name: str, resolution: int, gpus: int = 1) -> Preset:
+    if name == "auto":
+        return auto_preset(resolution, gpus)
+    if name not in PRESETS:
+        raise ValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESET_NAMES)}")
+    return PRESETS[name]
+
+
+def options_from_preset(name: PresetName, resolution: int, gpus: int = 1) -> TrainOptions:
+    """The full options a preset implies for a dataset resolution and GPU count, before any override."""
+    if resolution < 4 or resolution & (resolution - 1):
+        raise ValueError(f"resolution must be a power of two >= 4, got {resolution}")
+    if gpus < 1:
+        raise ValueError(f"gpus must be >= 1, got {gpus}")
+    preset = get_preset(name, resolution, gpus)
+    is_cifar = name == "cifar"
+    return TrainOptions(
+        preset=name,
+        network=NetworkConfig(
+            mapping_layers=preset.map,
+            channel_base=int(preset.fmaps * 32768),
+            mbstd_group=preset.mbstd,
+            d_architecture="orig" if is_cifar else "resnet",
+        ),
+        loss=LossConfig(
+            r1_gamma=preset.gamma,
+            pl_weight=0.0 if is_cifar else LossConfig().pl_weight,
+            style_mixing_prob=0.0 if is_cifar else LossConfig().style_mixing_prob,
+        ),
+        optimizer=OptimizerConfig(g_lr=preset.lrate, d_lr=preset.lrate),
+        loop=LoopConfig(
+            total_kimg=preset.kimg,
+            batch=preset.batch,
+            batch_gpu=preset.batch // preset.ref_gpus,
+            ema_kimg=preset.ema,
+            ema_rampup=preset.ramp,
+        ),
+    )
+
+
+def resolve_options(
+    preset: PresetName,
+    resolution: int,
+    gpus: int = 1,
+    overrides: Mapping[str, object] | None = None,
+    source: str = "overrides",
+) -> TrainOptions:
+    """Preset → options → overrides, with NVIDIA's coupled rules, then validated.
+
+    Rules carried over from NVIDIA's train.py: `--batch` without `--batch-gpu` sets batch_gpu = batch // gpus (no
+    accumulation); resuming makes ADA react faster (ada kimg 100) and disables the EMA ramp-up.
+    """
+    overrides = {normalize_override_key(k): v for k, v in (overrides or {}).items()}
+    options = apply_overrides(options_from_preset(preset, resolution, gpus), overrides, source)
+    if "batch" in overrides and "batch_gpu" not in overrides:
+        options = dataclasses.replace(options, loop=dataclasses.replace(options.loop, batch_gpu=None))
+    if options.loop.resume and "ada_kimg" not in overrides:
+        options = dataclasses.replace(options, ada=dataclasses.replace(options.ada, kimg=100.0))
+    if options.loop.resume and "ema_rampup" not in overrides:
+        options = dataclasses.replace(options, loop=dataclasses.replace(options.loop, ema_rampup=None))
+    validate_options(options, gpus, source)
+    return options
+
+
+def batch_geometry(options: TrainOptions, world_size: int) -> tuple[int, int]:
+    """Return (batch_gpu, accumulation rounds) for a world size, or raise a clear error."""
+    batch = options.loop.batch
+    batch_gpu = options.loop.batch_gpu or batch // world_size
+    if batch_gpu < 1 or batch % (batch_gpu * world_size) != 0:
+        raise ValueError(
+            f"batch ({batch}) must equal batch_gpu ({batch_gpu}) x GPUs ({world_size}) x accumulation rounds; "
+            f"choose --batch as a multiple of {batch_gpu * world_size} or change --batch-gpu"
+        )
+    group = min(options.network.mbstd_group, batch_gpu)
+    if batch_gpu % group != 0:
+        raise ValueError(
+            f"the minibatch-stddev group ({options.network.mbstd_group}) must divide batch_gpu ({batch_gpu}); "
+            f"set --mbstd-group to a divisor of {batch_gpu} or change --batch-gpu"
+        )
+    return batch_gpu, batch // (batch_gpu * world_size)
+
+
+def validate_options(options: TrainOptions, world_size: int = 1, source: str = "options") -> None:
+    """Reject inconsistent options with a message that names the option to change."""
+    augment, ada = options.augment, options.ada
+    checks: list[tuple[bool, str]] = [
+        (options.loop.total_kimg > 0, "--kimg must be > 0"),
+        (options.loop.kimg_per_tick > 0, "--tick must be > 0"),
+        (options.loop.snap is None or options.loop.snap >= 1, "--snap must be >= 1"),
+        (options.loss.r1_gamma >= 0, "--gamma must be >= 0"),
+        (0 <= augment.p <= 1, "--p must be in [0, 1]"),
+        (0 <= ada.target <= 1, "--target must be in [0, 1]"),
+        (options.network.freezed >= 0, "--freezed must be >= 0"),
+        (options.data.subset is None or options.data.subset >= 1, "--subset must be >= 1"),
+        (options.data.workers >= 0, "--workers must be >= 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(f"{source}: {message}")
+    batch_geometry(options, world_size)
+
+
+__all__ = [
+    "PRESETS",
+    "PRESET_NAMES",
+    "Preset",
+    "auto_preset",
+    "batch_geometry",
+    "get_preset",
+    "options_from_preset",
+    "resolve_options",
+    "validate_options",
+]
