@@ -88,7 +88,6 @@ def load_state_dict_strict(network: torch.nn.Module, state_dict: StateDict, owne
     network.load_state_dict(converted, strict=True)
 
 
-
 # NVIDIA network pickles (TRANSFER). The unpickler is imported on first use, so loading state dicts never needs it.
 def load_nvidia_pickle(path: str | os.PathLike[str]) -> NvidiaNetworks:
     """Import G, D, G_ema and augment p from an NVIDIA .pkl without running its code (``io.nvidia_pickle``)."""
