@@ -156,6 +156,10 @@ class LoopConfig:
     """Allow TF32 matmuls and convolutions on Ampere or newer (`--allow-tf32`)."""
     grid_seed: int = 0
     """Seed of the fixed latents and real images shown in reals.png / fakes*.png."""
+    grid: tuple[int, int] | None = None
+    """(columns, rows) of reals.png / fakes*.png; None = NVIDIA's layout filling an ~8K canvas (`--grid 8x4`)."""
+    dist_timeout_s: float = 600.0
+    """A dead or stuck data-parallel peer fails the run after this many seconds instead of hanging it."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -261,6 +265,18 @@ def _to_names(value: object) -> tuple[str, ...]:
     return tuple(str(item).strip() for item in items if str(item).strip())
 
 
+def _to_grid(value: object) -> tuple[int, int] | None:
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "auto", "")):
+        return None
+    parts = value.lower().split("x") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
+    if len(parts) != 2:
+        raise ValueError(f"expected COLUMNSxROWS such as 8x4, got {value!r}")
+    columns, rows = (_to_int(part) for part in parts)
+    if columns < 1 or rows < 1:
+        raise ValueError(f"grid sides must be >= 1, got {value!r}")
+    return columns, rows
+
+
 def _choice(*allowed: str) -> Callable[[object], str]:
     def parse_choice(value: object) -> str:
         if value not in allowed:
@@ -320,6 +336,8 @@ OVERRIDE_KEYS: dict[str, OverrideKey] = {
         "ema": OverrideKey("loop", "ema_kimg", float, "EMA half-life in kimg"),
         "ema_rampup": OverrideKey("loop", "ema_rampup", _optional(float), "EMA ramp-up"),
         "seed": OverrideKey("loop", "seed", _to_int, "random seed"),
+        "grid": OverrideKey("loop", "grid", _to_grid, "snapshot image grid COLUMNSxROWS"),
+        "dist_timeout": OverrideKey("loop", "dist_timeout_s", float, "data-parallel peer timeout in seconds"),
         "resume": OverrideKey("loop", "resume", _optional(str), "snapshot to resume from"),
         "nobench": OverrideKey("loop", "cudnn_benchmark", lambda v: not _to_bool(v), "disable cuDNN benchmark"),
         "allow_tf32": OverrideKey("loop", "allow_tf32", _to_bool, "allow TF32"),

@@ -1,0 +1,21 @@
+"""StyleGAN2-ADA training: loss, loop, snapshots, data parallel (see DESIGN.md section 5).
+
+Orchestrators: `stylegan_core.training.worker.run_training` (continues from a run directory's latest snapshot).
+"""
+
+from stylegan_core.io.snapshot import find_latest_snapshot
+from stylegan_core.training.callbacks import SnapshotInfo, TickInfo, TrainCallbacks, TrainResult
+from stylegan_core.training.distributed import DistributedContext, init_distributed
+from stylegan_core.training.loop import TrainingDivergedError, train
+
+__all__ = [
+    "DistributedContext",
+    "SnapshotInfo",
+    "TickInfo",
+    "TrainCallbacks",
+    "TrainResult",
+    "TrainingDivergedError",
+    "find_latest_snapshot",
+    "init_distributed",
+    "train",
+]

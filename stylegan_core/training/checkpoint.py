@@ -1,0 +1,135 @@
+"""Writing snapshots during training, and restoring a run from one (continue) or copying its weights (transfer)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from stylegan_core.io.snapshot import SNAPSHOT_FORMAT, save_snapshot, snapshot_label, snapshot_path
+from stylegan_core.training.callbacks import SnapshotInfo, TrainCallbacks
+from stylegan_core.training.distributed import gather_objects
+from stylegan_core.training.state import capture_rng_state, copy_weights, restore_rng_state
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from stylegan_core.training.setup import TrainingRun
+
+
+def write_snapshot(run: TrainingRun, callbacks: TrainCallbacks) -> None:
+    """Snapshot file and fakes grid (rank 0), metrics (all ranks, sharded), then `on_snapshot` (rank 0)."""
+    rank_states = gather_objects(_rank_state(run), run.world)
+    progress = run.progress
+    kimg_per_tick = run.options.loop.kimg_per_tick
+    path = snapshot_path(run.run_dir, progress.cur_nimg, kimg_per_tick)
+    image_path = run.run_dir / f"fakes{snapshot_label(progress.cur_nimg, kimg_per_tick)}.png"
+    if run.world.is_main:
+        save_snapshot(path, snapshot_state(run, rank_states))
+        run.last_snapshot = path
+        run.grid.write_fakes(run.G_ema, image_path, run.batch_gpu)
+    run.last_metrics = evaluate_metrics(run, path)
+    if run.world.is_main:
+        callbacks.on_snapshot(SnapshotInfo(
+            tick=progress.cur_tick, cur_nimg=progress.cur_nimg, kimg=progress.cur_nimg / 1000, snapshot_path=path,
+            image_path=image_path, metrics=run.last_metrics,
+        ))  # fmt: skip
+
+
+def _rank_state(run: TrainingRun) -> dict[str, Any]:
+    return {"rng": capture_rng_state(), "pl_mean": run.loss.pl_mean.detach().cpu().clone()}
+
+
+def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().cpu().clone() for name, tensor in module.state_dict().items()}
+
+
+def snapshot_state(run: TrainingRun, rank_states: list[dict[str, Any]]) -> dict[str, Any]:
+    """The whole training state as plain data and CPU tensors (keys documented in stylegan_core.io.snapshot)."""
+    dataset = run.dataset
+    return {
+        "format": SNAPSHOT_FORMAT,
+        "G_kwargs": run.G.init_kwargs,
+        "D_kwargs": run.D.init_kwargs,
+        "G": _cpu_state(run.G),
+        "D": _cpu_state(run.D),
+        "G_ema": _cpu_state(run.G_ema),
+        "G_opt": run.G_opt.state_dict(),
+        "D_opt": run.D_opt.state_dict(),
+        "augment": {
+            "pipe": run.options.augment.pipe if run.augment_pipe is not None else None,
+            "p": run.augment_pipe.p.detach().cpu().clone() if run.augment_pipe is not None else None,
+            "ada": run.ada.state_dict() if run.ada is not None else None,
+        },
+        "progress": {
+            "cur_nimg": run.progress.cur_nimg,
+            "cur_tick": run.progress.cur_tick,
+            "batch_idx": run.progress.batch_idx,
+        },
+        "pl_mean": torch.stack([state["pl_mean"] for state in rank_states]),
+        "rng": [state["rng"] for state in rank_states],
+        "world_size": run.world.world_size,
+        "options": run.options.to_dict(),
+        "dataset": {
+            "content_hash": dataset.content_hash,
+            "resolution": dataset.resolution,
+            "num_channels": dataset.num_channels,
+            "label_dim": dataset.label_dim,
+        },
+    }
+
+
+def restore(run: TrainingRun, snapshot: dict[str, Any]) -> None:
+    """Continue: put every piece of saved state back (this rank's RNG and pl_mean when the world size matches)."""
+    for name, module in (("G", run.G), ("D", run.D), ("G_ema", run.G_ema)):
+        module.load_state_dict(snapshot[name])
+    _load_optimizer(run.G_opt, snapshot["G_opt"])
+    _load_optimizer(run.D_opt, snapshot["D_opt"])
+    augment = snapshot.get("augment") or {}
+    if run.augment_pipe is not None and augment.get("p") is not None:
+        run.augment_pipe.p.copy_(augment["p"])
+    if run.ada is not None and augment.get("ada") is not None:
+        run.ada.load_state_dict(augment["ada"])
+    progress = snapshot["progress"]
+    run.progress.cur_nimg = run.progress.tick_start_nimg = int(progress["cur_nimg"])
+    run.progress.batch_idx = int(progress["batch_idx"])
+    run.progress.cur_tick = int(progress["cur_tick"]) + 1  # the snapshot was written at the end of that tick
+    same_world = snapshot.get("world_size") == run.world.world_size
+    rank = run.world.rank if same_world else 0
+    run.loss.pl_mean.copy_(snapshot["pl_mean"][rank])
+    if same_world:
+        restore_rng_state(snapshot["rng"][rank])
+
+
+def _load_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    # Moments and step counts come from the snapshot; learning rate and betas from the current options.
+    hyperparameters = [
+        {key: value for key, value in group.items() if key != "params"} for group in optimizer.param_groups
+    ]
+    optimizer.load_state_dict(state)
+    for group, values in zip(optimizer.param_groups, hyperparameters, strict=True):
+        group.update(values)
+
+
+def transfer(run: TrainingRun, snapshot: dict[str, Any]) -> None:
+    """Fine-tune: copy G, D and G_ema weights by name; optimisers, progress and augment p start afresh."""
+    source = run.options.loop.resume
+    targets = {"G": run.G, "D": run.D, "G_ema": run.G_ema}
+    kept = copy_weights(targets, snapshot, f"--resume {source}")
+    if kept:
+        more = " ..." if len(kept) > 20 else ""
+        run.log.write(f"Not in {source}, left at their initial values: {', '.join(kept[:20])}{more}")
+
+
+def evaluate_metrics(run: TrainingRun, snapshot_file: Path) -> dict[str, dict[str, float]]:
+    """Metrics of G_ema at a snapshot, sharded over all ranks; rank 0 appends them to metric-<name>.jsonl."""
+    names = list(run.options.metrics.names)
+    if not names:
+        return {}
+    from stylegan_core.metrics import compute_metrics
+
+    results = compute_metrics(
+        run.G_ema, run.options.data.path, names, run.device, rank=run.world.rank, world_size=run.world.world_size,
+        progress=False, run_dir=run.run_dir if run.world.is_main else None, snapshot_path=snapshot_file,
+    )  # fmt: skip
+    return {name: {key: float(value) for key, value in result.items()} for name, result in results.items()}
