@@ -103,15 +103,27 @@ def _fir_per_channel(x: torch.Tensor, f: torch.Tensor, downx: int, downy: int) -
 
     A depthwise (grouped) conv2d is the fastest of the torch formulations on CPU (measured against a single-channel
     conv over the folded batch, shifted-slice sums and average pooling). A strided conv equals filtering followed by
-    keeping every ``down``-th sample, without computing the discarded outputs.
+    keeping every ``down``-th sample, without computing the discarded outputs. With few channels (RGB images in the
+    augment pipe) the batch is folded into the groups too: CPU grouped convs with 3 groups take a path about 10x
+    slower than with N*3 groups.
     """
-    channels = x.shape[1]
+    batch, channels, height, width = x.shape
     if f.numel() == 1:
         return (x * f.reshape([]))[:, :, ::downy, ::downx]
+    fold = channels < _FOLD_BATCH_BELOW_CHANNELS and batch > 1
+    if fold:
+        x = x.reshape(1, batch * channels, height, width)
+    groups = x.shape[1]
     if f.ndim == 2:
-        return F.conv2d(x, f[None, None].repeat(channels, 1, 1, 1), stride=(downy, downx), groups=channels)
-    x = F.conv2d(x, f[None, None, None, :].repeat(channels, 1, 1, 1), stride=(1, downx), groups=channels)
-    return F.conv2d(x, f[None, None, :, None].repeat(channels, 1, 1, 1), stride=(downy, 1), groups=channels)
+        x = F.conv2d(x, f[None, None].repeat(groups, 1, 1, 1), stride=(downy, downx), groups=groups)
+    else:
+        x = F.conv2d(x, f[None, None, None, :].repeat(groups, 1, 1, 1), stride=(1, downx), groups=groups)
+        x = F.conv2d(x, f[None, None, :, None].repeat(groups, 1, 1, 1), stride=(downy, 1), groups=groups)
+    return x.reshape(batch, channels, x.shape[2], x.shape[3]) if fold else x
+
+
+# Measured on CPU: folding helps at 3 channels (upsample of 32x3x94x94: 838 -> 76 ms) and is neutral at 128.
+_FOLD_BATCH_BELOW_CHANNELS = 16
 
 
 def upfirdn2d_ref(

@@ -37,7 +37,9 @@ def write_snapshot(run: TrainingRun, callbacks: TrainCallbacks) -> None:
 
 
 def _rank_state(run: TrainingRun) -> dict[str, Any]:
-    return {"rng": capture_rng_state(), "pl_mean": run.loss.pl_mean.detach().cpu().clone()}
+    # The ADA sign accumulator is per rank between updates, like the RNG and pl_mean.
+    ada = run.ada.state_dict() if run.ada is not None else None
+    return {"rng": capture_rng_state(), "pl_mean": run.loss.pl_mean.detach().cpu().clone(), "ada": ada}
 
 
 def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -59,7 +61,7 @@ def snapshot_state(run: TrainingRun, rank_states: list[dict[str, Any]]) -> dict[
         "augment": {
             "pipe": run.options.augment.pipe if run.augment_pipe is not None else None,
             "p": run.augment_pipe.p.detach().cpu().clone() if run.augment_pipe is not None else None,
-            "ada": run.ada.state_dict() if run.ada is not None else None,
+            "ada": [state["ada"] for state in rank_states] if run.ada is not None else None,
         },
         "progress": {
             "cur_nimg": run.progress.cur_nimg,
@@ -89,7 +91,7 @@ def restore(run: TrainingRun, snapshot: dict[str, Any]) -> None:
     if run.augment_pipe is not None and augment.get("p") is not None:
         run.augment_pipe.p.copy_(augment["p"])
     if run.ada is not None and augment.get("ada") is not None:
-        run.ada.load_state_dict(augment["ada"])
+        run.ada.load_state_dict(_ada_state_for_rank(augment["ada"], run.world.rank, run.world.world_size))
     progress = snapshot["progress"]
     run.progress.cur_nimg = run.progress.tick_start_nimg = int(progress["cur_nimg"])
     run.progress.batch_idx = int(progress["batch_idx"])
@@ -99,6 +101,15 @@ def restore(run: TrainingRun, snapshot: dict[str, Any]) -> None:
     run.loss.pl_mean.copy_(snapshot["pl_mean"][rank])
     if same_world:
         restore_rng_state(snapshot["rng"][rank])
+
+
+def _ada_state_for_rank(per_rank: list[dict[str, float]], rank: int, world_size: int) -> dict[str, float]:
+    """This rank's pending ADA signs; with another world size the totals go to rank 0, so none are lost."""
+    if len(per_rank) == world_size:
+        return per_rank[rank]
+    if rank != 0:
+        return {"sign_sum": 0.0, "sign_count": 0.0}
+    return {key: sum(state[key] for state in per_rank) for key in ("sign_sum", "sign_count")}
 
 
 def _load_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
