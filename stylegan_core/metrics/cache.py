@@ -1,0 +1,148 @@
+"""Real-image statistics (mean, covariance and, for KID, the features), cached on disk by what they depend on.
+
+The key is the dataset's *content* hash, the detector's sha256 and the number of images, never the path: NVIDIA keys
+its cache by path and options, so a dataset rebuilt at the same path silently reuses stale statistics. Real
+statistics use xflip=False and the first `num_items` dataset items, as NVIDIA's `*_full` metrics.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from stylegan_core.data.dataset import ImageDataset
+from stylegan_core.metrics.fid import feature_statistics
+from stylegan_core.metrics.sampling import Detector, Shard, dataset_features
+
+CACHE_DIR_ENV = "STYLEGAN_CACHE_DIR"
+DEFAULT_BATCH_SIZE = 32
+_CACHE_VERSION = "real-stats-v1"
+
+
+def default_cache_dir() -> Path:
+    """$STYLEGAN_CACHE_DIR/gan-metrics, else ~/.cache/stylegan_core/gan-metrics."""
+    base = os.environ.get(CACHE_DIR_ENV)
+    root = Path(base).expanduser() if base else Path.home() / ".cache" / "stylegan_core"
+    return root / "gan-metrics"
+
+
+@dataclass(frozen=True)
+class RealStatistics:
+    mu: np.ndarray
+    """float64 [D] feature mean."""
+    sigma: np.ndarray
+    """float64 [D, D] biased feature covariance."""
+    features: np.ndarray | None
+    """float32 [num_items, D] features (kept for KID), or None when only mean and covariance were asked for."""
+    num_items: int
+    content_hash: str
+    detector_sha256: str
+
+
+def cache_file(cache_dir: Path, content_hash: str, detector_sha256: str, num_items: int) -> Path:
+    key = json.dumps([_CACHE_VERSION, content_hash, detector_sha256, int(num_items)])
+    return Path(cache_dir) / f"real-{hashlib.sha256(key.encode()).hexdigest()[:32]}.npz"
+
+
+def real_statistics(
+    dataset_path: str | os.PathLike[str],
+    detector: Detector,
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    max_items: int | None = None,
+    need_features: bool = True,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    shard: Shard | None = None,
+    progress: bool = True,
+) -> RealStatistics:
+    """Statistics of the first min(len, max_items) images of the dataset, from the cache or computed (and cached).
+
+    `detector` must have a ``sha256`` attribute (the InceptionDetector does). With several ranks every rank must
+    call this; rank 0 decides whether the cache hits and is the only one that writes it.
+    """
+    shard = shard or Shard()
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    dataset = ImageDataset(dataset_path, xflip=False)
+    try:
+        num_items = len(dataset) if max_items is None else min(len(dataset), max_items)
+        content_hash = dataset.content_hash
+        path = cache_file(cache_dir, content_hash, detector.sha256, num_items)
+        found = _try_load(path, content_hash, detector.sha256, need_features) if shard.rank == 0 else None
+        cached = _broadcast_from_rank0(found, shard)
+        if cached is not None:
+            return cached
+        features = dataset_features(
+            dataset, detector, num_items=num_items, batch_size=batch_size, shard=shard, progress=progress
+        )
+    finally:
+        dataset.close()
+    mu, sigma = feature_statistics(features)
+    stats = RealStatistics(mu, sigma, features if need_features else None, num_items, content_hash, detector.sha256)
+    if shard.rank == 0:
+        save_statistics(path, stats)
+    return stats
+
+
+def save_statistics(path: Path, stats: RealStatistics) -> None:
+    """Atomic .npz write: a temporary file in the same folder, renamed over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {
+        "mu": stats.mu,
+        "sigma": stats.sigma,
+        "num_items": np.int64(stats.num_items),
+        "content_hash": np.str_(stats.content_hash),
+        "detector_sha256": np.str_(stats.detector_sha256),
+    }
+    if stats.features is not None:
+        arrays["features"] = stats.features
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as file:
+            np.savez(file, **arrays)
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def load_statistics(path: Path) -> RealStatistics:
+    with np.load(path, allow_pickle=False) as data:
+        return RealStatistics(
+            mu=data["mu"],
+            sigma=data["sigma"],
+            features=data["features"] if "features" in data.files else None,
+            num_items=int(data["num_items"]),
+            content_hash=str(data["content_hash"]),
+            detector_sha256=str(data["detector_sha256"]),
+        )
+
+
+def _try_load(path: Path, content_hash: str, detector_sha256: str, need_features: bool) -> RealStatistics | None:
+    """The cached statistics if present, for this key and sufficient; a damaged file is a miss (and is rewritten)."""
+    if not path.is_file():
+        return None
+    try:
+        stats = load_statistics(path)
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    if (stats.content_hash, stats.detector_sha256) != (content_hash, detector_sha256):
+        return None
+    if need_features and stats.features is None:
+        return None
+    return stats
+
+
+def _broadcast_from_rank0(value: RealStatistics | None, shard: Shard) -> RealStatistics | None:
+    if shard.world_size == 1:
+        return value
+    holder = [value]
+    torch.distributed.broadcast_object_list(holder, src=0)
+    return holder[0]
