@@ -10,49 +10,30 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
 
 from stylegan_core.data.dataset import ImageDataset
+from stylegan_core.metric_names import KID_MAX_REAL, MetricKind, MetricSpec, parse_metric_name
 from stylegan_core.metrics.cache import DEFAULT_BATCH_SIZE, RealStatistics, real_statistics
 from stylegan_core.metrics.fid import frechet_distance_from_features
 from stylegan_core.metrics.inception import load_detector
 from stylegan_core.metrics.kid import kernel_distance
 from stylegan_core.metrics.sampling import Detector, Shard, dataset_label_sampler, generator_features
 
-MetricKind = Literal["fid", "kid"]
-KID_MAX_REAL = 1_000_000
-_NAME = re.compile(r"^(fid|kid)([0-9]+)(k?)_full$")
-
-
-@dataclass(frozen=True)
-class MetricSpec:
-    name: str
-    kind: MetricKind
-    num_gen: int
-    """Generated images."""
-    max_real: int | None
-    """Real images used at most (None: all)."""
-
-
-def parse_metric_name(name: str) -> MetricSpec:
-    """`fid50k_full` -> MetricSpec(kind="fid", num_gen=50000, max_real=None); bad names raise ValueError."""
-    match = _NAME.match(name)
-    if match is None or int(match.group(2)) == 0:
-        raise ValueError(
-            f"unknown metric {name!r}: use <fid|kid><count>[k]_full with a positive integer count, "
-            "e.g. fid50k_full, kid50k_full, fid2k_full, fid200_full (see docs/metrics.md)"
-        )
-    kind, digits, thousands = match.groups()
-    num_gen = int(digits) * (1000 if thousands else 1)
-    return MetricSpec(name, kind, num_gen, KID_MAX_REAL if kind == "kid" else None)
+__all__ = [
+    "KID_MAX_REAL",
+    "MetricKind",
+    "MetricSpec",
+    "MetricResults",
+    "compute_metrics",
+    "parse_metric_name",
+    "report_metric",
+]
 
 
 class MetricResults(dict):

@@ -1,0 +1,226 @@
+"""The embedded demo dataset: procedurally drawn, labelled shapes on textured backgrounds.
+
+Every image is a pure function of (seed, index, size). To give the same pixels on every machine, drawing uses only
+operations IEEE 754 rounds exactly (+, -, *, /, sqrt, comparisons) on float64, no trigonometry or library reductions
+(whose SIMD code paths differ between CPUs), and numpy's legacy RandomState, whose streams are frozen. Rotations use
+the rational parametrisation cos = (1 - t^2) / (1 + t^2), sin = 2t / (1 + t^2). PNGs are stored uncompressed, so the
+file bytes do not depend on the zlib build either.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+
+from stylegan_core.data.options import DatasetError
+from stylegan_core.data.parallel import ordered_map
+
+SHAPE_CLASSES = ("circle", "ring", "square", "star", "triangle")
+SETTINGS_FILE = "shapes.json"
+
+_SQRT5 = math.sqrt(5.0)
+# cos/sin of 36 and 72 degrees in closed form (sqrt is correctly rounded, unlike cos/sin).
+_COS36, _SIN36 = (1.0 + _SQRT5) / 4.0, math.sqrt(10.0 - 2.0 * _SQRT5) / 4.0
+_COS72, _SIN72 = (_SQRT5 - 1.0) / 4.0, math.sqrt(10.0 + 2.0 * _SQRT5) / 4.0
+_HALF_SQRT3 = math.sqrt(3.0) / 2.0
+
+
+@dataclass(frozen=True, kw_only=True)
+class ShapesSettings:
+    """What the generator draws; the folder is regenerated when these change."""
+
+    count: int = 2000
+    """Number of images (classes take turns, so each class gets count / 5)."""
+    size: int = 128
+    """Width and height of the source images in pixels."""
+    seed: int = 0
+    """Seed of the whole set; image i uses RandomState([seed, i])."""
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or self.size < 16 or self.seed < 0:
+            raise ValueError(f"shapes settings need count >= 1, size >= 16, seed >= 0; got {self}")
+
+
+def render_shape_image(index: int, size: int = 128, seed: int = 0) -> tuple[np.ndarray, int]:
+    """Image `index` of the set: uint8 [size, size, 3] and its class index into SHAPE_CLASSES."""
+    rng = np.random.RandomState([seed, index])
+    label = index % len(SHAPE_CLASSES)
+    background, typical_colour = _background(rng, size)
+    colour = _contrasting_colour(rng, typical_colour)
+    radius = rng.uniform(0.18, 0.34) * size
+    centre = rng.uniform(radius + 1, size - radius - 1, size=2)
+    t = rng.uniform(-1.0, 1.0)
+    rotation = ((1 - t * t) / (1 + t * t), 2 * t / (1 + t * t))
+    (y0, y1, x0, x1), coverage = _coverage(SHAPE_CLASSES[label], size, centre, radius, rotation)
+    box = background[:, y0:y1, x0:x1]
+    box += (colour[:, np.newaxis, np.newaxis] - box) * coverage
+    # Values lie in [0, 255], so truncating x + 0.5 rounds half up.
+    background += 0.5
+    return background.transpose(1, 2, 0).astype(np.uint8), label
+
+
+def _background(rng: np.random.RandomState, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A two-colour linear gradient plus one texture (none, stripes, checkerboard or noise), float64 [3, H, W]
+    (channels first keeps numpy's inner loops long), and its typical colour (the gradient's midpoint: exact, unlike
+    a mean over pixels)."""
+    start, end = rng.randint(0, 256, size=3).astype(np.float64), rng.randint(0, 256, size=3).astype(np.float64)
+    dx, dy = rng.uniform(-1.0, 1.0, size=2)
+    coords = np.arange(size, dtype=np.float64) + 0.5
+    projection = coords[np.newaxis, :] * dx + coords[:, np.newaxis] * dy
+    low, high = projection.min(), projection.max()
+    ramp = (projection - low) / (high - low) if high > low else np.zeros_like(projection)
+    image = start[:, np.newaxis, np.newaxis] + (end - start)[:, np.newaxis, np.newaxis] * ramp
+    texture = rng.randint(0, 4)
+    amplitude = float(rng.randint(8, 33))
+    if texture == 1:  # stripes: a triangle wave along a random direction
+        period = float(rng.randint(6, 25))
+        sx, sy = rng.uniform(-1.0, 1.0, size=2)
+        phase = (coords[np.newaxis, :] * sx + coords[:, np.newaxis] * sy) / period
+        wave = np.abs(phase - np.floor(phase) - 0.5) * 4.0 - 1.0
+        image += amplitude * wave
+    elif texture == 2:  # checkerboard
+        cell = rng.randint(4, 17)
+        cells = np.arange(size) // cell
+        checker = ((cells[np.newaxis, :] + cells[:, np.newaxis]) % 2) * 2.0 - 1.0
+        image += amplitude * checker
+    elif texture == 3:  # grain
+        image += rng.randint(-int(amplitude), int(amplitude) + 1, size=(size, size))
+    return np.clip(image, 0.0, 255.0, out=image), (start + end) / 2.0
+
+
+def _contrasting_colour(rng: np.random.RandomState, mean_background: np.ndarray) -> np.ndarray:
+    """A random colour far enough from the background's mean that the shape stays visible."""
+    best, best_distance = None, -1.0
+    for _ in range(16):
+        candidate = rng.randint(0, 256, size=3).astype(np.float64)
+        dr, dg, db = (float(c) for c in candidate - mean_background)
+        distance = math.sqrt(dr * dr + dg * dg + db * db)
+        if distance > best_distance:
+            best, best_distance = candidate, distance
+        if distance >= 160.0:
+            break
+    return best
+
+
+def _coverage(
+    shape: str, size: int, centre: np.ndarray, radius: float, rotation: tuple[float, float]
+) -> tuple[tuple[int, int, int, int], np.ndarray]:
+    """The shape's bounding box (y0, y1, x0, x1) and its anti-aliased coverage in [0, 1] there, from the signed
+    distance d in pixels: clip(0.5 - d, 0, 1). Outside the box the coverage is 0."""
+    x0, x1 = max(0, int(centre[0] - radius) - 2), min(size, int(centre[0] + radius) + 3)
+    y0, y1 = max(0, int(centre[1] - radius) - 2), min(size, int(centre[1] + radius) + 3)
+    xs = np.arange(x0, x1, dtype=np.float64)[np.newaxis, :] + 0.5 - centre[0]
+    ys = np.arange(y0, y1, dtype=np.float64)[:, np.newaxis] + 0.5 - centre[1]
+    cos, sin = rotation
+    u, v = cos * xs + sin * ys, cos * ys - sin * xs
+    distance = _SIGNED_DISTANCES[shape](u, v, radius)
+    return (y0, y1, x0, x1), np.clip(0.5 - distance, 0.0, 1.0)
+
+
+def _circle(u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:
+    return np.sqrt(u * u + v * v) - r
+
+
+def _ring(u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:
+    return np.abs(np.sqrt(u * u + v * v) - 0.75 * r) - 0.25 * r
+
+
+def _square(u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:
+    half = 0.7 * r
+    qx, qy = np.abs(u) - half, np.abs(v) - half
+    ox, oy = np.maximum(qx, 0.0), np.maximum(qy, 0.0)
+    return np.sqrt(ox * ox + oy * oy) + np.minimum(np.maximum(qx, qy), 0.0)
+
+
+def _triangle(u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:
+    # Equilateral, circumradius r: the distance to the farthest edge line (exact on the edges, where it matters).
+    return _convex(u, v, [(0.0, -r), (_HALF_SQRT3 * r, 0.5 * r), (-_HALF_SQRT3 * r, 0.5 * r)])
+
+
+def _star(u: np.ndarray, v: np.ndarray, r: float) -> np.ndarray:
+    outer, inner = [], []
+    direction = (0.0, -1.0)
+    for _ in range(5):
+        outer.append((direction[0] * r, direction[1] * r))
+        between = _rotate(direction, _COS36, _SIN36)
+        inner.append((between[0] * 0.45 * r, between[1] * 0.45 * r))
+        direction = _rotate(direction, _COS72, _SIN72)
+    # Inner pentagon and five kites (centre, inner, tip, inner): the pieces overlap along every internal edge, so the
+    # union (minimum) has no seam where two pieces' distances are both zero.
+    distance = _convex(u, v, inner)
+    for k in range(5):
+        kite = _convex(u, v, [inner[k - 1], outer[k], inner[k], (0.0, 0.0)])
+        distance = np.minimum(distance, kite)
+    return distance
+
+
+def _rotate(vector: tuple[float, float], cos: float, sin: float) -> tuple[float, float]:
+    return (cos * vector[0] - sin * vector[1], sin * vector[0] + cos * vector[1])
+
+
+def _convex(u: np.ndarray, v: np.ndarray, vertices: list[tuple[float, float]]) -> np.ndarray:
+    """max over edges of the signed distance to the edge's line; vertices in clockwise screen order (y down)."""
+    distance = None
+    for (ax, ay), (bx, by) in zip(vertices, vertices[1:] + vertices[:1], strict=True):
+        ex, ey = bx - ax, by - ay
+        length = math.sqrt(ex * ex + ey * ey)
+        nx, ny = ey / length, -ex / length
+        edge = (u - ax) * nx + (v - ay) * ny
+        distance = edge if distance is None else np.maximum(distance, edge)
+    return distance
+
+
+_SIGNED_DISTANCES = {"circle": _circle, "ring": _ring, "square": _square, "star": _star, "triangle": _triangle}
+
+
+def shape_file_name(index: int) -> str:
+    return f"{SHAPE_CLASSES[index % len(SHAPE_CLASSES)]}/{index:05d}.png"
+
+
+def _write_image(context: tuple[ShapesSettings, Path], index: int) -> None:
+    """Runs in the worker processes, which write their files themselves rather than sending pixels back."""
+    settings, folder = context
+    image, _label = render_shape_image(index, settings.size, settings.seed)
+    PIL.Image.fromarray(image, "RGB").save(folder / shape_file_name(index), format="png", compress_level=0)
+
+
+def generate_shapes(
+    out_dir: str | os.PathLike[str],
+    settings: ShapesSettings | None = None,
+    *,
+    workers: int | None = None,
+    progress: bool = False,
+) -> Path:
+    """Write the set as `<out_dir>/<class>/<index>.png` (labels = class sub-folders), unless already there.
+
+    The folder is built under a temporary name and renamed, so an interrupted run never leaves half a set.
+    """
+    settings = settings or ShapesSettings()
+    out_dir = Path(out_dir)
+    marker = out_dir / SETTINGS_FILE
+    wanted = json.dumps(asdict(settings), sort_keys=True)
+    if marker.is_file() and marker.read_text() == wanted:
+        return out_dir
+    if out_dir.exists() and not marker.is_file():
+        raise DatasetError(f"{out_dir}: exists and is not a generated shapes folder; choose another path")
+    temp = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.tmp")
+    shutil.rmtree(temp, ignore_errors=True)
+    try:
+        for name in SHAPE_CLASSES:
+            (temp / name).mkdir(parents=True)
+        for _ in ordered_map(_write_image, (settings, temp), range(settings.count), workers, progress, "draw shapes"):
+            pass
+        (temp / SETTINGS_FILE).write_text(wanted)
+        if out_dir.exists():
+            shutil.rmtree(out_dir)  # an older generated set (the marker said so) with other settings
+        os.replace(temp, out_dir)
+    finally:
+        shutil.rmtree(temp, ignore_errors=True)
+    return out_dir

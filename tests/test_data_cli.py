@@ -1,0 +1,83 @@
+"""`stylegan dataset prepare|validate|shapes` through the real entry point: exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+from data_support import extract_reference_sources
+
+from stylegan_core.cli import main
+from stylegan_core.data.dataset import ImageDataset
+
+
+def _run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(["dataset", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_prepare_then_validate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    sources = extract_reference_sources(tmp_path / "src")
+    out = tmp_path / "out" / "rgb.zip"
+    code, stdout, _ = _run(
+        ["prepare", "--source", str(sources / "rgb"), "--dest", str(out), "--resolution", "32", "--quiet"], capsys
+    )
+    assert code == 0 and "8 images 32x32x3, 5 classes" in stdout
+    assert len(ImageDataset(out)) == 8 and (tmp_path / "out" / "rgb.manifest.parquet").is_file()
+    code, stdout, _ = _run(["validate", str(out)], capsys)
+    assert code == 0 and "all 13 expectations passed" in stdout
+    code, stdout, stderr = _run(["validate", str(out), "--resolution", "64"], capsys)
+    assert code == 1 and "FAIL width_is_resolution" in stdout
+    assert stderr.count("\n") == 1 and "width_is_resolution, height_is_resolution" in stderr
+
+
+def test_bad_input_exits_nonzero_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "a.png").write_bytes(b"not a png")
+    cases = [
+        ["prepare", "--source", str(source), "--dest", str(tmp_path / "o.zip"), "--resolution", "16"],
+        ["prepare", "--source", str(tmp_path / "missing"), "--dest", str(tmp_path / "o.zip"), "--resolution", "16"],
+        ["prepare", "--source", str(source), "--dest", str(tmp_path / "o.zip"), "--resolution", "24"],
+        ["validate", str(tmp_path / "missing.zip")],
+    ]
+    for argv in cases:
+        code, _, stderr = _run(argv, capsys)
+        assert code == 2, argv
+        assert stderr.count("\n") == 1 and "error:" in stderr, stderr
+    assert "a.png: not an image" in _run(cases[0], capsys)[2]
+    assert not (tmp_path / "o.zip").exists()
+
+
+def test_prepare_from_a_spec_with_a_generated_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(
+        textwrap.dedent(
+            """
+            name: tiny
+            source: {kind: generated, generator: {count: 10, size: 32}}
+            resolutions: [16]
+            """
+        )
+    )
+    out = tmp_path / "out" / "tiny-16.zip"
+    code, stdout, _ = _run(
+        ["prepare", "--spec", str(spec), "--dest", str(out), "--resolution", "16", "--quiet"], capsys
+    )
+    assert code == 0 and "10 images 16x16x3, 5 classes" in stdout
+    assert (tmp_path / "out" / "tiny-source" / "star" / "00003.png").is_file()
+    code, _, stderr = _run(
+        ["prepare", "--spec", str(spec), "--dest", str(out), "--resolution", "16", "--transform", "none"], capsys
+    )
+    assert code == 2 and "--transform cannot be combined with --spec" in stderr
+    code, _, stderr = _run(["prepare", "--spec", str(spec), "--dest", str(out), "--resolution", "32"], capsys)
+    assert code == 2 and "resolution 32 is not one of [16]" in stderr
+
+
+def test_shapes_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    code, stdout, _ = _run(["shapes", "--dest", str(tmp_path / "s"), "--count", "5", "--size", "32"], capsys)
+    assert code == 0 and len(list((tmp_path / "s").rglob("*.png"))) == 5
+    code, _, stderr = _run(["shapes", "--dest", str(tmp_path / "t"), "--count", "0"], capsys)
+    assert code == 2 and "count >= 1" in stderr

@@ -1,0 +1,162 @@
+"""Dataset specs: the repository's own specs load; every kind of mistake names the file and the key."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from stylegan_core.config import apply_overrides
+from stylegan_core.data.spec import SpecError, load_spec, load_specs
+from stylegan_core.presets import resolve_options
+
+SPECS = Path(__file__).resolve().parents[1] / "datasets_spec"
+
+MINIMAL = """
+name: demo
+source:
+  kind: folder
+  path: images
+resolutions: [32]
+"""
+
+
+def _write(folder: Path, text: str, name: str = "demo") -> Path:
+    path = folder / f"{name}.yaml"
+    path.write_text(textwrap.dedent(text))
+    return path
+
+
+def _error(tmp_path: Path, text: str, name: str = "demo") -> str:
+    path = _write(tmp_path, text, name)
+    with pytest.raises(SpecError) as caught:
+        load_spec(path)
+    message = str(caught.value)
+    assert message.startswith(str(path)), message
+    return message
+
+
+def test_repository_specs_load() -> None:
+    specs = load_specs(SPECS)
+    assert [spec.name for spec in specs] == ["afhq", "cifar10", "ffhq", "metfaces", "shapes"]
+    shapes = next(spec for spec in specs if spec.name == "shapes")
+    assert shapes.source.kind == "generated" and shapes.source.labels == "subfolders"
+    assert shapes.source.generator is not None and shapes.source.generator.size == 128
+    assert shapes.resolutions == (16, 32) and "cpu-tiny" in shapes.configs
+    tiny = shapes.configs["cpu-tiny"]
+    options = resolve_options(tiny.preset, 32, 1, tiny.overrides)  # the spec holds overrides the lead's code applies
+    assert (options.network.channel_base, options.network.mapping_layers, options.loop.batch) == (1024, 2, 8)
+    assert options.data.cond and options.network.num_fp16_res == 0
+    ffhq = next(spec for spec in specs if spec.name == "ffhq")
+    assert ffhq.schedule is not None and ffhq.schedule.cron == "0 3 * * 0" and ffhq.ingest.resize_filter == "box"
+    assert ffhq.source.path == (SPECS.parent / "data" / "ffhq" / "images1024x1024")
+
+
+def test_minimal_spec_gets_the_documented_defaults(tmp_path: Path) -> None:
+    spec = load_spec(_write(tmp_path, MINIMAL))
+    assert spec.source.path == (tmp_path / "images").resolve()
+    assert (spec.ingest.transform, spec.ingest.channels, spec.ingest.labels, spec.ingest.on_error) == (
+        "center-crop",
+        "auto",
+        "auto",
+        "fail",
+    )
+    assert spec.configs == {} and spec.metrics == () and spec.schedule is None
+
+
+def test_paths_expand_home_and_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DEMO_DATA", str(tmp_path / "data"))
+    spec = load_spec(_write(tmp_path, MINIMAL.replace("path: images", "path: ${DEMO_DATA}/faces")))
+    assert spec.source.path == tmp_path / "data" / "faces"
+    spec = load_spec(_write(tmp_path, MINIMAL.replace("path: images", "path: ~/faces")))
+    assert spec.source.path == Path.home() / "faces"
+    monkeypatch.delenv("DEMO_DATA")
+    message = _error(tmp_path, MINIMAL.replace("path: images", "path: $DEMO_DATA/faces"))
+    assert "source.path" in message and "DEMO_DATA is not set" in message
+
+
+def test_full_spec_with_configs_metrics_and_schedule(tmp_path: Path) -> None:
+    spec = load_spec(
+        _write(
+            tmp_path,
+            MINIMAL
+            + """
+transform: center-crop-wide
+wide_aspect: [16, 9]
+channels: gray
+background: "#102030"
+on_error: skip
+configs:
+  small:
+    preset: paper256
+    kimg: 10
+    batch-gpu: 4
+  default: {}
+metrics: [fid2k_full, kid200_full]
+schedule:
+  cron: "@weekly"
+  configs: [small]
+""",
+        )
+    )
+    assert spec.ingest.wide_aspect == (16, 9) and spec.ingest.channels == "grey"
+    assert spec.ingest.background == (16, 32, 48) and spec.ingest.on_error == "skip"
+    assert spec.configs["small"].overrides == {"kimg": 10, "batch_gpu": 4}
+    assert spec.configs["default"].preset == "auto"
+    options = apply_overrides(resolve_options("paper256", 32), spec.configs["small"].overrides)
+    assert options.loop.total_kimg == 10
+    assert spec.metrics == ("fid2k_full", "kid200_full")
+    assert spec.schedule is not None and spec.schedule.configs == ("small",) and spec.schedule.timezone == "UTC"
+
+
+MISTAKES = {
+    "unknown_top_key": (MINIMAL + "resolution: [64]\n", ["resolution", "unknown key", "did you mean 'resolutions'"]),
+    "unknown_source_key": (MINIMAL.replace("kind: folder", "kind: folder\n  label: none"), ["source.label"]),
+    "bad_kind": (MINIMAL.replace("kind: folder", "kind: lmdb"), ["source.kind", "folder, zip, generated"]),
+    "missing_path": (MINIMAL.replace("  path: images\n", ""), ["source.path", "required"]),
+    "not_power_of_two": (MINIMAL.replace("[32]", "[32, 48]"), ["resolutions", "powers of two"]),
+    "bad_transform": (MINIMAL + "transform: crop\n", ["transform", "center-crop"]),
+    "bad_background": (MINIMAL + "background: [1, 2]\n", ["background"]),
+    "duplicate_key": (MINIMAL + "resolutions: [64]\n", ["duplicate key"]),
+    "name_not_file": (MINIMAL.replace("name: demo", "name: other"), ["name", "file name"]),
+    "bad_name": (MINIMAL.replace("name: demo", "name: Demo-1"), ["name", "must match"]),
+    "unknown_override": (MINIMAL + "configs:\n  a:\n    kimgs: 5\n", ["configs.a", "kimgs", "did you mean 'kimg'"]),
+    "bad_override_value": (MINIMAL + "configs:\n  a:\n    kimg: lots\n", ["configs.a", "kimg"]),
+    "bad_preset": (MINIMAL + "configs:\n  a:\n    preset: huge\n", ["configs.a.preset", "paper256"]),
+    "reserved_override": (MINIMAL + "configs:\n  a:\n    data: x.zip\n", ["configs.a.data", "cannot be set"]),
+    "batch_geometry": (MINIMAL + "configs:\n  a:\n    batch: 6\n    batch_gpu: 4\n", ["configs.a", "batch"]),
+    "cond_without_labels": (
+        MINIMAL.replace("path: images", "path: images\n  labels: none") + "configs:\n  a:\n    cond: true\n",
+        ["configs.a.cond", "needs labels"],
+    ),
+    "bad_metric": (MINIMAL + "metrics: [fid50k]\n", ["metrics", "fid50k"]),
+    "bad_cron": (MINIMAL + "schedule: every sunday\n", ["schedule.cron", "cron"]),
+    "schedule_unknown_config": (MINIMAL + "schedule: {cron: '0 1 * * *', configs: [x]}\n", ["schedule.configs"]),
+    "generator_on_folder": (MINIMAL.replace("kind: folder", "kind: folder\n  generator: {count: 3}"), ["generator"]),
+    "generator_key": (
+        "name: demo\nsource: {kind: generated, generator: {count: 5, colour: red}}\nresolutions: [16]\n",
+        ["source.generator.colour"],
+    ),
+    "not_a_mapping": ("- just\n- a list\n", ["top level", "mapping"]),
+    "invalid_yaml": ("name: [unclosed\n", ["invalid YAML"]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MISTAKES))
+def test_mistakes_name_the_file_and_the_key(case: str, tmp_path: Path) -> None:
+    text, words = MISTAKES[case]
+    message = _error(tmp_path, text)
+    for word in words:
+        assert word in message, f"{case}: {word!r} not in {message!r}"
+
+
+def test_load_specs_sorts_and_rejects_duplicates(tmp_path: Path) -> None:
+    _write(tmp_path, MINIMAL.replace("demo", "zeta"), "zeta")
+    _write(tmp_path, MINIMAL.replace("demo", "alpha"), "alpha")
+    assert [spec.name for spec in load_specs(tmp_path)] == ["alpha", "zeta"]
+    (tmp_path / "alpha.yml").write_text(textwrap.dedent(MINIMAL.replace("demo", "alpha")))
+    with pytest.raises(SpecError, match="already defined"):
+        load_specs(tmp_path)
+    with pytest.raises(SpecError, match="does not exist"):
+        load_specs(tmp_path / "missing")
