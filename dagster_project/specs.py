@@ -1,0 +1,65 @@
+"""Where the dataset specs come from, and the few facts of a spec the Dagster layer needs (one place to adapt)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import asdict, is_dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from dagster_project.metadata import sha256_text
+from dagster_project.resources import REPO_ROOT
+
+if TYPE_CHECKING:
+    from stylegan_core.data.spec import DatasetSpec
+
+SPECS_ENV = "STYLEGAN_SPECS"
+DEFAULT_SPECS_DIR = REPO_ROOT / "datasets_spec"
+
+
+def specs_dir() -> Path:
+    """$STYLEGAN_SPECS, else the repository's datasets_spec/."""
+    return Path(os.environ.get(SPECS_ENV) or DEFAULT_SPECS_DIR).expanduser().resolve()
+
+
+def load_all(folder: Path | None = None) -> list[DatasetSpec]:
+    from stylegan_core.data.spec import load_specs
+
+    return load_specs(folder or specs_dir())
+
+
+def work_dir(spec: DatasetSpec, artifacts_root: Path) -> Path:
+    """Where generated (or converted) sources of a spec are written when the spec names no path."""
+    return artifacts_root / spec.name
+
+
+def source_path(spec: DatasetSpec, artifacts_root: Path) -> Path:
+    """The folder or zip ingestion reads (generated and converted sources are written on first use)."""
+    from stylegan_core.data.ingest import materialize_source
+
+    return materialize_source(spec.source, work_dir(spec, artifacts_root), spec.name)
+
+
+def inventory_options(spec: DatasetSpec) -> dict[str, Any]:
+    return {"labels": spec.source.labels, "num_classes": spec.source.num_classes, "max_pixels": spec.ingest.max_pixels}
+
+
+def config_of(spec: DatasetSpec, config: str) -> tuple[str, dict[str, object]]:
+    """(preset, overrides) of a training config, or a clear error naming the spec file."""
+    if config not in spec.configs:
+        raise KeyError(f"{spec.spec_path}: no training config {config!r}; configs: {', '.join(spec.configs)}")
+    chosen = spec.configs[config]
+    return chosen.preset, dict(chosen.overrides)
+
+
+def group_name(spec_name: str) -> str:
+    """Dagster group and job names allow only letters, digits and underscores."""
+    return re.sub(r"[^A-Za-z0-9_]", "_", spec_name)
+
+
+def fingerprint(value: Any) -> str:
+    """sha256 of a spec section (dataclasses, mappings, lists), for code versions that change when the spec does."""
+    plain = asdict(value) if is_dataclass(value) and not isinstance(value, type) else value
+    return sha256_text(json.dumps(plain, sort_keys=True, default=str))

@@ -1,0 +1,178 @@
+"""`make ui-check`: start the Dagster webserver on 127.0.0.1, read the asset graph over GraphQL, screenshot the lineage.
+
+The screenshot needs a Chromium-family browser; without one the script says so and skips that step (exit 0).
+Outputs go to <artifacts>/ui/ (STYLEGAN_ARTIFACTS, default ./artifacts). Usage:
+    python scripts/ui_check.py [--port 3333] [--timeout 120] [--out DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+ASSET_GRAPH_QUERY = """
+{ assetNodes { assetKey { path } groupName opVersion isPartitioned pools kinds
+    partitionKeysByDimension { name partitionKeys }
+    dependencyKeys { path }
+    assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }
+"""
+EXPECTED_ASSETS = ("raw_images", "dataset", "real_features", "network", "metrics", "samples")
+
+
+def _reset_signals() -> None:
+    # Background shells here start children with SIGINT/SIGTERM ignored; the server must be stoppable by PID.
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, signal.SIG_DFL)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def dagster_home() -> Path:
+    home = Path(os.environ.get("DAGSTER_HOME") or REPO / ".dagster_home")
+    home.mkdir(parents=True, exist_ok=True)
+    if not (home / "dagster.yaml").exists():
+        shutil.copyfile(REPO / "dagster_project" / "dagster.yaml", home / "dagster.yaml")
+    return home
+
+
+def start_webserver(port: int, log_path: Path) -> subprocess.Popen:
+    webserver = Path(sys.executable).with_name("dagster-webserver")
+    command = [str(webserver), "-h", "127.0.0.1", "-p", str(port), "-w", str(REPO / "workspace.yaml")]
+    env = {**os.environ, "DAGSTER_HOME": str(dagster_home()), "DAGSTER_DISABLE_TELEMETRY": "1"}
+    log = log_path.open("w")
+    return subprocess.Popen(
+        command,
+        cwd=REPO,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_reset_signals,
+        start_new_session=True,
+    )
+
+
+def stop(process: subprocess.Popen) -> None:
+    if process.poll() is None:
+        os.killpg(process.pid, signal.SIGINT)
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+
+def wait_until_ready(port: int, process: subprocess.Popen, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"webserver exited with code {process.returncode}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=5) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"webserver not ready on port {port} after {timeout_s:.0f} s")
+
+
+def query_asset_graph(port: int) -> list[dict]:
+    request = urllib.request.Request(
+        f"http://127.0.0.1:{port}/graphql",
+        data=json.dumps({"query": ASSET_GRAPH_QUERY}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=60) as response:
+        payload = json.load(response)
+    if "errors" in payload:
+        raise RuntimeError(f"GraphQL errors: {payload['errors']}")
+    return payload["data"]["assetNodes"]
+
+
+def summarise(nodes: list[dict]) -> list[str]:
+    """Print the graph and return problems: each group must hold the six assets, wired in order."""
+    groups: dict[str, set[str]] = {}
+    for node in sorted(nodes, key=lambda n: n["assetKey"]["path"]):
+        key = "/".join(node["assetKey"]["path"])
+        deps = ", ".join("/".join(d["path"]) for d in node["dependencyKeys"]) or "-"
+        checks = node["assetChecksOrError"].get("checks", [])
+        check_text = ", ".join(f"{c['name']}{' (blocking)' if c['blocking'] else ''}" for c in checks) or "-"
+        dims = "; ".join(f"{d['name']}={len(d['partitionKeys'])}" for d in node["partitionKeysByDimension"]) or "-"
+        print(f"  {key:34s} v={node['opVersion']} parts[{dims}] pools={node['pools']} <- {deps} | checks: {check_text}")
+        groups.setdefault(node["groupName"], set()).add(node["assetKey"]["path"][-1])
+    return [
+        f"group {g} lacks {sorted(set(EXPECTED_ASSETS) - names)}"
+        for g, names in groups.items()
+        if not set(EXPECTED_ASSETS) <= names
+    ]
+
+
+def screenshot(url: str, path: Path) -> bool:
+    browser = next((b for b in (shutil.which(name) for name in BROWSERS) if b), None)
+    if browser is None:
+        print(
+            f"screenshot skipped: no Chromium found (looked for {', '.join(BROWSERS)}); "
+            "install one, e.g. `apt-get install chromium`"
+        )
+        return False
+    command = [
+        browser,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+        "--window-size=1600,1000",
+        "--virtual-time-budget=20000",
+        f"--screenshot={path}",
+        url,
+    ]
+    subprocess.run(command, check=True, timeout=120, capture_output=True)
+    print(f"screenshot: {path} ({url})")
+    return True
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--port", type=int, default=0, help="webserver port (default: a free one)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="seconds to wait for the webserver")
+    parser.add_argument("--out", type=Path, default=None, help="output folder (default <artifacts>/ui)")
+    args = parser.parse_args(argv)
+    out = args.out or Path(os.environ.get("STYLEGAN_ARTIFACTS") or REPO / "artifacts") / "ui"
+    out.mkdir(parents=True, exist_ok=True)
+    port = args.port or free_port()
+    process = start_webserver(port, out / "webserver.log")
+    try:
+        wait_until_ready(port, process, args.timeout)
+        nodes = query_asset_graph(port)
+        print(f"webserver on http://127.0.0.1:{port}: {len(nodes)} assets")
+        problems = summarise(nodes)
+        groups = sorted({n["groupName"] for n in nodes})
+        screenshot(f"http://127.0.0.1:{port}/asset-groups/", out / "lineage.png")
+        if groups:
+            group = "shapes" if "shapes" in groups else groups[0]  # the demo's group shows the most
+            screenshot(f"http://127.0.0.1:{port}/locations/stylegan/asset-groups/{group}", out / f"{group}.png")
+    finally:
+        stop(process)
+    for problem in problems:
+        print(f"problem: {problem}")
+    return 1 if problems or not nodes else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""The real command line: `python -m dagster_project.demo --tiny` runs `dagster asset materialize` over the whole
+shapes chain (CI-scale), with the tests' own artifacts folder and DAGSTER_HOME."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+from dagster_support import SHARED_CACHE
+
+from dagster_project.training import CURRENT_RUN_FILE
+
+REPO = Path(__file__).resolve().parents[1]
+ASSETS = ("raw_images", "dataset", "real_features", "network", "metrics", "samples")
+
+
+def test_demo_materialises_the_shapes_chain_through_the_cli(tmp_path: Path) -> None:
+    home, artifacts = tmp_path / "dagster_home", tmp_path / "artifacts"
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("STYLEGAN_", "DAGSTER_"))}
+    env |= {
+        "DAGSTER_HOME": str(home), "STYLEGAN_ARTIFACTS": str(artifacts), "STYLEGAN_CACHE_DIR": str(SHARED_CACHE),
+        "STYLEGAN_IMAGE_WORKERS": "1", "STYLEGAN_NPROC_PER_NODE": "1", "STYLEGAN_DEVICE": "cpu",
+        "STYLEGAN_DEMO_TINY": "1",
+    }  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-m", "dagster_project.demo"], cwd=REPO, env=env, capture_output=True, text=True, timeout=900
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "sample grid" in result.stdout and "fid64_full" in result.stdout
+    assert (home / "dagster.yaml").is_file()
+
+    current = json.loads((artifacts / "shapes" / "ci-tiny-16" / CURRENT_RUN_FILE).read_text())
+    run_dir = Path(current["run_dir"])
+    assert Path(current["snapshot"]).is_file()
+    assert (run_dir / "metric-fid64_full.jsonl").is_file() and (run_dir / "metric-kid64_full.jsonl").is_file()
+    assert list(run_dir.glob("samples/*/samples-psi1.00.png"))
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        for name in ASSETS:
+            event = instance.get_latest_materialization_event(dg.AssetKey(["shapes", name]))
+            assert event is not None, f"shapes/{name} was not materialised in {home}"
+        runs = instance.get_runs()
+        assert len(runs) == 2 and all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
