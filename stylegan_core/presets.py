@@ -47,6 +47,7 @@ class Preset:
     """Mapping network depth."""
 
 
+# One row per configuration, as in NVIDIA's train.py; kept one row a line (ruff E501 is off for this file).
 PRESETS: dict[str, Preset] = {
     "stylegan2": Preset(ref_gpus=8, kimg=25000, batch=32, mbstd=4, fmaps=1, lrate=0.002, gamma=10, ema=10, ramp=None, map=8),
     "paper256": Preset(ref_gpus=8, kimg=25000, batch=64, mbstd=8, fmaps=0.5, lrate=0.0025, gamma=1, ema=20, ramp=None, map=8),

@@ -48,7 +48,8 @@ def default_device(local_rank: int = 0) -> torch.device:
 def init_distributed(device: torch.device | None = None, timeout_s: float | None = None) -> DistributedContext:
     """Join the torchrun job described by the environment, or return a single-process context without one.
 
-    NCCL on CUDA, gloo on CPU; the timeout is $STYLEGAN_DIST_TIMEOUT_S if set, else `timeout_s`, else LoopConfig's default.
+    NCCL on CUDA, gloo on CPU; the timeout is $STYLEGAN_DIST_TIMEOUT_S if set, else `timeout_s`, else
+    LoopConfig's default.
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
