@@ -30,3 +30,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def reference_dir() -> Path:
     """NVIDIA reference vectors copied from ../shared/reference (see tests/fixtures/reference/README.md)."""
     return REFERENCE
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """torch on one thread for a module: bit-exact comparisons need a fixed thread count, and the tiny graphs of the
+    training tests run fastest on one thread of the shared CI cores. Use with `pytest.mark.usefixtures`."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -73,14 +73,6 @@ def _rank_main(rank: int, world_size: int, port: int, options: dict, run_dir: st
         shutdown_distributed(world)
 
 
-@pytest.fixture
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_two_gloo_processes_match_one_process(tmp_path, one_thread, monkeypatch):
     from stylegan_core.training import train
     from stylegan_core.training.report import SnapshotGrid

@@ -21,14 +21,7 @@ from stylegan_core.training.loss import StyleGAN2Loss
 from stylegan_core.training.report import SnapshotGrid
 from stylegan_core.training.setup import lazy_regularization
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # Bit-exact comparisons need a fixed thread count; one thread is also the fastest on the shared CI cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,13 +21,7 @@ from stylegan_core.training.loss import (
 RTOL, ATOL = 1e-4, 1e-7  # reference/README.md: loss.npz gradients (the R1 path is a double backward)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    # These graphs are tiny: one thread avoids oversubscribing the shared CI cores (and is faster here).
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """Our training snapshot format: one `torch.save` dict with the whole training state, loaded with weights_only=True.
 
-Keys (docs/CONTRACTS.md): `format`, `G_kwargs`, `D_kwargs`, `G`, `D`, `G_ema` (state dicts), `G_opt`, `D_opt`
+Keys (docs/architecture.md): `format`, `G_kwargs`, `D_kwargs`, `G`, `D`, `G_ema` (state dicts), `G_opt`, `D_opt`
 (optimiser state dicts), `augment` (`pipe`, `p`, `ada`), `progress` (`cur_nimg`, `cur_tick`, `batch_idx`),
 `pl_mean` (one value per rank), `rng` (one dict per rank), `world_size`, `options` (resolved TrainOptions as a plain
 dict), `dataset` (`content_hash`, `resolution`, `num_channels`, `label_dim`). Only tensors and plain Python data are

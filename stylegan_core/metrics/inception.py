@@ -125,8 +125,14 @@ class InceptionDetector(torch.nn.Module):
                 case "nvidia":
                     features = self.network(x, return_features=True)
                 case "pool3":
-                    features = self.network((resize_like_tf1(x) - 128) / 128)
+                    features = self.network(_cpu_channels_last((resize_like_tf1(x) - 128) / 128))
         return features.to(torch.float32)
+
+
+def _cpu_channels_last(x: torch.Tensor) -> torch.Tensor:
+    """On the CPU, oneDNN runs the Inception convolutions 1.2–1.3x faster on NHWC input; features move by ~1e-6
+    relative (summation order only; `python benchmarks/metrics.py` prints both). GPU input is left as it is."""
+    return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
 
 
 @contextlib.contextmanager
