@@ -13,7 +13,7 @@ from dagster_project.metadata import sha256_text
 from dagster_project.resources import REPO_ROOT
 
 if TYPE_CHECKING:
-    from stylegan_core.data.spec import DatasetSpec
+    from stylegan_core.spec import DatasetSpec
 
 SPECS_ENV = "STYLEGAN_SPECS"
 DEFAULT_SPECS_DIR = REPO_ROOT / "datasets_spec"
@@ -25,7 +25,7 @@ def specs_dir() -> Path:
 
 
 def load_all(folder: Path | None = None) -> list[DatasetSpec]:
-    from stylegan_core.data.spec import load_specs
+    from stylegan_core.spec import load_specs
 
     return load_specs(folder or specs_dir())
 

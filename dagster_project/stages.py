@@ -31,7 +31,7 @@ from dagster_project.training import (
 )
 
 if TYPE_CHECKING:
-    from stylegan_core.data.spec import DatasetSpec
+    from stylegan_core.spec import DatasetSpec
 
 PREVIEW_IMAGES = 32
 SAMPLE_COLUMNS = 8

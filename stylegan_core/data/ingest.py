@@ -28,7 +28,7 @@ from stylegan_core.data.sources import LABELS_FILE, SourceItem, SourceListing, S
 from stylegan_core.data.tasks import ProcessContext, header_task, process_task
 
 if TYPE_CHECKING:
-    from stylegan_core.data.spec import DatasetSpec, SourceSpec
+    from stylegan_core.spec import DatasetSpec, SourceSpec
 
 __all__ = [
     "IngestResult",
