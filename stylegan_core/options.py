@@ -213,6 +213,19 @@ class OverrideKey:
         value = getattr(TrainOptions(), self.section)
         return getattr(value, self.field)
 
+    def default_text(self) -> str:
+        """The default as a user writes it (`nobench` is the inverse of its field)."""
+        value = self.default()
+        if self.parse is inverted_bool:
+            value = not value
+        if value is None:
+            return "none"
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, tuple):
+            return ",".join(map(str, value)) or "none"
+        return str(value)
+
 
 def _field_type(section: str, name: str) -> Any:
     return typing.get_type_hints(SECTIONS[section])[name]

@@ -37,20 +37,8 @@ def option_help(row: OverrideKey, from_preset: frozenset[tuple[str, str]]) -> st
     elif (row.section, row.field) in from_preset:
         default = "default: from --cfg"
     else:
-        value = row.default()
-        value = (not value) if row.key == "nobench" else value
-        default = f"default: {_show_default(value)}"
+        default = f"default: {row.default_text()}"
     return f"{' '.join(parts)} [{default}]"
-
-
-def _show_default(value: object) -> str:
-    if value is None:
-        return "none"
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, tuple):
-        return ",".join(map(str, value)) or "none"
-    return str(value)
 
 
 def _checked(key: str) -> Callable[[str], str]:
