@@ -24,6 +24,7 @@ from typing import Any, Literal
 from dagster_project.metadata import sha256_text
 from dagster_project.resources import REPO_ROOT, StyleGANResource
 from stylegan_core.config import TrainOptions
+from stylegan_core.io.atomic import write_json_atomic
 from stylegan_core.io.snapshot import find_latest_snapshot
 from stylegan_core.presets import resolve_options
 from stylegan_core.training.state import RUN_CONTROL_FIELDS
@@ -130,13 +131,6 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
         return json.loads((run_dir / RUN_INFO_FILE).read_text())
     except (OSError, ValueError):
         return {}
-
-
-def write_json_atomic(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str))
-    os.replace(temp, path)
 
 
 def prepare_run_dir(plan: TrainingPlan, dataset: DatasetFacts, partition_key: str) -> None:

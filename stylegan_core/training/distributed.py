@@ -127,9 +127,3 @@ def gather_objects(value: Any, world: DistributedContext) -> list[Any]:
     gathered: list[Any] = [None] * world.world_size
     dist.all_gather_object(gathered, value)
     return gathered
-
-
-def all_reduce_sum(tensor: torch.Tensor, world: DistributedContext) -> torch.Tensor:
-    if world.distributed:
-        dist.all_reduce(tensor)
-    return tensor
