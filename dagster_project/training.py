@@ -23,15 +23,17 @@ from typing import Any, Literal
 
 from dagster_project.metadata import sha256_text
 from dagster_project.resources import REPO_ROOT, StyleGANResource
+from dagster_project.train_worker import HOOKS as PIPES_HOOKS
 from stylegan_core.config import TrainOptions
 from stylegan_core.io.atomic import write_json_atomic
 from stylegan_core.io.snapshot import find_latest_snapshot
 from stylegan_core.presets import resolve_options
 from stylegan_core.training.state import RUN_CONTROL_FIELDS
+from stylegan_core.training.worker import OPTIONS_FILE as WORKER_OPTIONS_FILE
 
 RUN_INFO_FILE = "dagster_run.json"
 CURRENT_RUN_FILE = "current.json"
-OPTIONS_FILE = "requested_options.json"  # read by dagster_project.train_worker
+OPTIONS_FILE = WORKER_OPTIONS_FILE  # what the worker reads when no --options is given
 _RUN_DIR = re.compile(r"^(\d{5})-d([0-9a-f]{8})-o([0-9a-f]{8})$")
 
 
@@ -149,7 +151,7 @@ def prepare_run_dir(plan: TrainingPlan, dataset: DatasetFacts, partition_key: st
 def torchrun_command(sg: StyleGANResource, run_dir: Path, node_rank: int = 0) -> list[str]:
     return [
         sys.executable, "-m", "torch.distributed.run", *sg.torchrun_args(node_rank),
-        "-m", "dagster_project.train_worker", "--run-dir", str(run_dir),
+        "-m", "stylegan_core.training.worker", "--run-dir", str(run_dir), "--hooks", PIPES_HOOKS,
     ]  # fmt: skip
 
 

@@ -18,6 +18,7 @@ DArchitecture = Literal["orig", "skip", "resnet"]
 AugmentMode = Literal["ada", "noaug", "fixed"]
 AugPipeName = Literal["blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf", "bgcfn", "bgcfnc"]
 PresetName = Literal["auto", "stylegan2", "paper256", "paper512", "paper1024", "cifar"]
+OpsImpl = Literal["auto", "ref", "cuda"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,6 +161,9 @@ class LoopConfig:
     """(columns, rows) of reals.png / fakes*.png; None = NVIDIA's layout filling an ~8K canvas (`--grid 8x4`)."""
     dist_timeout_s: float = 600.0
     """A dead or stuck data-parallel peer fails the run after this many seconds instead of hanging it."""
+    ops_impl: OpsImpl = "auto"
+    """Custom ops: `ref` (readable PyTorch), `cuda` (compiled kernels, an error if they cannot be built) or `auto`
+    (kernels for CUDA tensors when they build, else the reference with one warning); see docs/cuda_ops.md."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -331,6 +331,11 @@ _ROWS = [
     _row(
         "dist_timeout", "loop.dist_timeout_s", "seconds before a dead data-parallel peer fails the run", real(1, 10**6)
     ),
+    _row(
+        "ops_impl",
+        "loop.ops_impl",
+        "custom ops: ref (PyTorch), cuda (compiled kernels) or auto (kernels on CUDA when they build)",
+    ),
     _row("resume", "loop.resume", "continue from a snapshot (ours), or fine-tune from an NVIDIA .pkl", optional(text)),
     _row("nobench", "loop.cudnn_benchmark", "disable cuDNN benchmarking", inverted_bool),
     _row("allow_tf32", "loop.allow_tf32", "allow TF32 for matmuls and convolutions"),
@@ -342,6 +347,33 @@ OVERRIDE_KEYS: dict[str, OverrideKey] = {row.key: row for row in _ROWS}
 # `fp32` is not a single field: it switches off float16 and the conv clamp together, as NVIDIA's --fp32 does.
 FP32_HELP = "disable mixed precision (num_fp16_res 0 and no conv_clamp)"
 SPECIAL_OVERRIDE_KEYS = ("fp32",)
+
+
+# Environment switches are fallbacks only: they fill in an option left at its default, and `resolve_environment`
+# writes the value into the options, so training_options.json (and the snapshots) record what ran.
+ENV_FALLBACKS: dict[str, str] = {
+    "ops_impl": "STYLEGAN_OPS_IMPL",
+    "dist_timeout": "STYLEGAN_DIST_TIMEOUT_S",
+    "metrics_cache": "STYLEGAN_CACHE_DIR",
+    "detector": "STYLEGAN_INCEPTION",
+}
+
+
+def resolve_environment(options: TrainOptions, environ: Mapping[str, str]) -> TrainOptions:
+    """`options` with every environment fallback applied where the option is still at its default."""
+    sections: dict[str, dict[str, Any]] = {}
+    for key, variable in ENV_FALLBACKS.items():
+        raw = environ.get(variable, "").strip()
+        row = OVERRIDE_KEYS[key]
+        if not raw or getattr(getattr(options, row.section), row.field) != row.default():
+            continue
+        try:
+            value = row.parse(raw.lower() if row.choices else raw)
+        except (TypeError, ValueError) as error:
+            raise ValueError(f"environment variable {variable}: {error}") from None
+        sections.setdefault(row.section, {})[row.field] = value
+    replaced = {name: dataclasses.replace(getattr(options, name), **fields) for name, fields in sections.items()}
+    return dataclasses.replace(options, **replaced)
 
 
 def normalize_override_key(key: str) -> str:

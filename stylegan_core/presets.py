@@ -124,7 +124,8 @@ def resolve_options(
 
     Rules carried over from NVIDIA's train.py: `--batch` without `--batch-gpu` sets batch_gpu = batch // gpus (no
     accumulation); resuming makes ADA react faster (ada kimg 100) and disables the EMA ramp-up; `p` goes with
-    `aug: fixed` (and is required there), `target` with `aug: ada`, and `augpipe` not with `aug: noaug`.
+    `aug: fixed` (and is required there; with `aug: ada` it is the initial p, our extension), `target` with
+    `aug: ada`, and `augpipe` not with `aug: noaug`.
     Bad values raise `OptionError` naming the option (the caller spells it as a flag or a YAML key).
     """
     overrides = {normalize_override_key(k): v for k, v in (overrides or {}).items()}
@@ -144,8 +145,8 @@ def check_augment_coupling(mode: str, given: set[str]) -> None:
     """NVIDIA's rules for which augmentation options go together (`given`: the option keys the user set)."""
     if mode == "fixed" and "p" not in given:
         raise OptionError("aug", "{aug}=fixed requires {p} (the fixed augmentation probability)")
-    if "p" in given and mode != "fixed":
-        raise OptionError("p", "can only be given with {aug}=fixed")
+    if "p" in given and mode == "noaug":
+        raise OptionError("p", "cannot be given with {aug}=noaug (it is the fixed, or initial ADA, probability)")
     if "target" in given and mode != "ada":
         raise OptionError("target", "can only be given with {aug}=ada")
     if "augpipe" in given and mode == "noaug":

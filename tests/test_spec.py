@@ -152,7 +152,7 @@ MISTAKES = {
     ),
     "huge_resolution": (MINIMAL.replace("[32]", "[1073741824]"), ["resolutions", "<= 8192"]),
     "fixed_without_p": (MINIMAL + "configs:\n  a:\n    aug: fixed\n", ["configs.a.aug", "aug=fixed requires p"]),
-    "p_without_fixed": (MINIMAL + "configs:\n  a:\n    p: 0.2\n", ["configs.a.p", "aug=fixed"]),
+    "p_with_noaug": (MINIMAL + "configs:\n  a:\n    aug: noaug\n    p: 0.2\n", ["configs.a.p", "aug=noaug"]),
     "target_with_noaug": (MINIMAL + "configs:\n  a:\n    aug: noaug\n    target: 0.5\n", ["configs.a.target"]),
     "geometry_names_yaml_keys": (
         MINIMAL + "configs:\n  a:\n    batch: 6\n",

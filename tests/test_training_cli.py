@@ -78,8 +78,8 @@ def test_nvidia_augment_rules_name_flags(dataset, tmp_path):
     base = [f"--outdir={tmp_path}", f"--data={dataset}", "--dry-run"]
     with pytest.raises(ValueError, match="^--aug: --aug=fixed requires --p"):
         train_cli.run(parse(*base, "--aug=fixed"))
-    with pytest.raises(ValueError, match="^--p: can only be given with --aug=fixed"):
-        train_cli.run(parse(*base, "--p=0.3"))
+    with pytest.raises(ValueError, match="^--p: cannot be given with --aug=noaug"):
+        train_cli.run(parse(*base, "--aug=noaug", "--p=0.3"))
     with pytest.raises(ValueError, match="^--augpipe: cannot be given with --aug=noaug"):
         train_cli.run(parse(*base, "--aug=noaug", "--augpipe=bg"))
     with pytest.raises(

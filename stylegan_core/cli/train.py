@@ -184,9 +184,11 @@ def _train_argv() -> list[str]:
 
 
 def _train(options: TrainOptions, outdir: Path, description: str) -> int:
-    from stylegan_core.training import TrainingDivergedError, init_distributed, train
+    from stylegan_core.training import TrainCallbacks, TrainingDivergedError, init_distributed
     from stylegan_core.training.distributed import broadcast_object, shutdown_distributed
+    from stylegan_core.training.worker import AbortOnSignal, prepare_options, run_training
 
+    options = prepare_options(options)  # environment fallbacks written in, so the printed options are what runs
     world = init_distributed(timeout_s=options.loop.dist_timeout_s)
     try:
         run_dir = broadcast_object(str(next_run_dir(outdir, description)) if world.is_main else None, world)
@@ -195,7 +197,9 @@ def _train(options: TrainOptions, outdir: Path, description: str) -> int:
             print(json.dumps(options.to_dict(), indent=2))
             print(f"Output directory: {run_dir}  ({world.world_size} process(es) on {world.device})")
         try:
-            result = train(options, Path(run_dir), world=world)
+            # The first Ctrl-C stops at the end of the tick with a snapshot; a second one interrupts at once.
+            with AbortOnSignal() as abort:
+                result = run_training(options, Path(run_dir), TrainCallbacks(should_abort=abort), world=world)
         except TrainingDivergedError as error:
             print(f"stylegan train: {error}", file=sys.stderr)
             return 3

@@ -60,7 +60,8 @@ def init_distributed(device: torch.device | None = None, timeout_s: float | None
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        timeout = float(os.environ.get(TIMEOUT_ENV, timeout_s if timeout_s is not None else DEFAULT_TIMEOUT_S))
+        # The option wins; the environment is only a fallback (worker.run_training records it in the options).
+        timeout = timeout_s if timeout_s is not None else float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S))
         dist.init_process_group(
             backend="nccl" if device.type == "cuda" else "gloo",
             init_method="env://",
