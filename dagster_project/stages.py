@@ -242,7 +242,7 @@ def launch_training(
     # Metrics are the `metrics` asset's job; training itself evaluates none.
     overrides = {**overrides, "metrics": []}
     run_root = stylegan.run_root(spec.name, partition.config, partition.resolution)
-    where = f"spec {spec.name!r} config {partition.config!r}"
+    where = f"{spec.spec_path}: configs.{partition.config}"
     plan = plan_training(run_root, preset, overrides, partition.resolution, stylegan.world_size(), facts, where)
     prepare_run_dir(plan, facts, partition.key)
     context.log.info(f"{plan.mode} run in {plan.run_dir}" + (f" from {plan.resume}" if plan.resume else ""))

@@ -27,6 +27,7 @@ from dagster_project.train_worker import HOOKS as PIPES_HOOKS
 from stylegan_core.config import TrainOptions
 from stylegan_core.io.atomic import write_json_atomic
 from stylegan_core.io.snapshot import find_latest_snapshot
+from stylegan_core.options import OptionError, yaml_name
 from stylegan_core.presets import resolve_options
 from stylegan_core.training.state import RUN_CONTROL_FIELDS
 from stylegan_core.training.worker import OPTIONS_FILE as WORKER_OPTIONS_FILE
@@ -80,7 +81,11 @@ def plan_training(
 ) -> TrainingPlan:
     """Choose the run directory and resume snapshot for one training partition (see the module docstring)."""
     wanted = {**overrides, "data": str(dataset.zip_path)}
-    options = resolve_options(preset, resolution, world_size, wanted, source=source)  # type: ignore[arg-type]
+    try:
+        options = resolve_options(preset, resolution, world_size, wanted, source=source)  # type: ignore[arg-type]
+    except OptionError as error:
+        # The spec loaded (checked with one GPU); this world size is what makes it fail: say so, by YAML key.
+        raise ValueError(f"{source}.{error.key}: {error.message(yaml_name)} (with {world_size} GPUs)") from None
     identity = options_identity(options)
     data_id, options_id = dataset.content_hash[:8], identity[:8]
     runs = _existing_runs(run_root)

@@ -113,3 +113,14 @@ def test_one_bad_spec_leaves_the_other_groups_loaded(tmp_path: Path, caplog: pyt
     assert "good/dataset" in keys and not any(key.startswith("bad/") for key in keys)
     assert f"{tmp_path / 'bad.yaml'}: configs.a.mbstd_group:" in caplog.text
     assert isinstance(defs, dg.Definitions)
+
+
+def test_a_config_that_fails_only_at_the_launch_world_size_names_the_yaml_key(tmp_path: Path) -> None:
+    from dagster_project.training import DatasetFacts, plan_training
+
+    facts = DatasetFacts(tmp_path / "d.zip", tmp_path / "d.parquet", "a" * 64, 3, 0)
+    where = "datasets_spec/x.yaml: configs.small"
+    with pytest.raises(
+        ValueError, match=r"^datasets_spec/x\.yaml: configs\.small\.batch: .* change batch_gpu \(with 3 GPUs\)"
+    ):
+        plan_training(tmp_path / "runs", "auto", {"batch": 8, "batch_gpu": 4}, 16, 3, facts, where)
