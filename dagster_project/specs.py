@@ -30,9 +30,13 @@ def load_all(folder: Path | None = None) -> list[DatasetSpec]:
     """The good specs of the folder; each bad one is logged (file, key, problem) and left out, so one mistake does
     not take every group of the code location down."""
     specs, errors = load_checked(folder)
+    log_errors(errors)
+    return specs
+
+
+def log_errors(errors: list[str]) -> None:
     for error in errors:
         _log.error("spec left out of the code location: %s", error)
-    return specs
 
 
 def load_checked(folder: Path | None = None) -> tuple[list[DatasetSpec], list[str]]:

@@ -112,6 +112,8 @@ def test_one_bad_spec_leaves_the_other_groups_loaded(tmp_path: Path, caplog: pyt
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     assert "good/dataset" in keys and not any(key.startswith("bad/") for key in keys)
     assert f"{tmp_path / 'bad.yaml'}: configs.a.mbstd_group:" in caplog.text
+    (error_asset,) = [asset for asset in defs.assets if asset.key.path[0] == "spec_errors"]  # visible in the UI
+    assert error_asset.descriptions_by_key[error_asset.key].startswith(f"{tmp_path / 'bad.yaml'}: configs.a.")
     assert isinstance(defs, dg.Definitions)
 
 
