@@ -126,3 +126,15 @@ def test_a_config_that_fails_only_at_the_launch_world_size_names_the_yaml_key(tm
         ValueError, match=r"^datasets_spec/x\.yaml: configs\.small\.batch: .* change batch_gpu \(with 3 GPUs\)"
     ):
         plan_training(tmp_path / "runs", "auto", {"batch": 8, "batch_gpu": 4}, 16, 3, facts, where)
+
+
+def test_train_bad_value_is_a_short_usage_error(tmp_path: Path) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "stylegan_core.cli", "train", "--outdir", str(tmp_path), "--data", "x.zip",
+         "--augpipe", "bgcx"],
+        capture_output=True, text=True, timeout=120, cwd=REPO,
+    )  # fmt: skip
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 2 and len(lines) == 2 and "Traceback" not in result.stderr
+    assert lines[1].startswith("stylegan train: error: argument --augpipe:") and "'bgcx'" in lines[1]
+    assert not any(tmp_path.iterdir())

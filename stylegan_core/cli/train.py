@@ -56,7 +56,11 @@ def _checked(key: str) -> Callable[[str], str]:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="train a StyleGAN2-ADA model", description=__doc__.split("\n\n")[0])
+    # A one-line usage: the generated list of ~50 options would bury a bad value's error message.
+    usage = "stylegan train --outdir DIR --data PATH [--cfg PRESET] [--gpus N] [--dry-run] [OPTION VALUE ...]"
+    parser = subparsers.add_parser(
+        "train", help="train a StyleGAN2-ADA model", description=__doc__.split("\n\n")[0], usage=usage
+    )
     parser.add_argument("--outdir", required=True, help="where run directories are created")
     parser.add_argument("--cfg", choices=PRESET_NAMES, default="auto", help="base configuration [default: auto]")
     gpus_help = "GPUs to train on; more than 1 runs under torchrun, and the command to do so is printed"
