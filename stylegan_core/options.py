@@ -252,32 +252,19 @@ _LR = real(0, 1, low_open=True)
 _WEIGHT = real(0, 1e6)
 _PROBABILITY = real(0, 1)
 _INTERVAL = optional(integer(1, 10**6))
+# One row a line, like NVIDIA's table in presets.py (ruff E501 is off for this file).
+# fmt: off
 _ROWS = [
     _row("data", "data.path", "training data: a dataset zip or folder in NVIDIA's layout"),
     _row("cond", "data.cond", "train a class-conditional model from dataset.json labels"),
-    _row(
-        "subset",
-        "data.subset",
-        "train on this many images (a random subset chosen by seed)",
-        optional(integer(1, MAX_COUNT)),
-    ),
+    _row("subset", "data.subset", "train on this many images (a random subset chosen by seed)", optional(integer(1, MAX_COUNT))),
     _row("mirror", "data.mirror", "add x-flipped copies of the dataset"),
     _row("workers", "data.workers", "data loader worker processes (0: load in the training process)", integer(0, 256)),
     _row("gamma", "loss.r1_gamma", "R1 regularisation weight", _WEIGHT),
     _row("style_mixing", "loss.style_mixing_prob", "style-mixing probability", _PROBABILITY),
     _row("pl_weight", "loss.pl_weight", "path-length regularisation weight (0 disables it)", _WEIGHT),
-    _row(
-        "g_reg_interval",
-        "loss.g_reg_interval",
-        "lazy G regularisation interval in minibatches (none: every step)",
-        _INTERVAL,
-    ),
-    _row(
-        "d_reg_interval",
-        "loss.d_reg_interval",
-        "lazy D regularisation interval in minibatches (none: every step)",
-        _INTERVAL,
-    ),
+    _row("g_reg_interval", "loss.g_reg_interval", "lazy G regularisation interval in minibatches (none: every step)", _INTERVAL),
+    _row("d_reg_interval", "loss.d_reg_interval", "lazy D regularisation interval in minibatches (none: every step)", _INTERVAL),
     _row("aug", "augment.mode", "augmentation mode: adaptive p, fixed p, or none"),
     _row("p", "augment.p", "augmentation probability, with aug=fixed", _PROBABILITY),
     _row("augpipe", "augment.pipe", "augmentation pipeline (which transforms are enabled)"),
@@ -289,53 +276,26 @@ _ROWS = [
     _row("z_dim", "network.z_dim", "dimension of the input latent z", integer(1, MAX_DIM)),
     _row("w_dim", "network.w_dim", "dimension of the intermediate latent w", integer(1, MAX_DIM)),
     _row("map", "network.mapping_layers", "mapping network depth", integer(1, 64)),
-    _row(
-        "cbase",
-        "network.channel_base",
-        "capacity: channels at resolution r are min(cbase / r, cmax)",
-        integer(1, 2**20),
-    ),
+    _row("cbase", "network.channel_base", "capacity: channels at resolution r are min(cbase / r, cmax)", integer(1, 2**20)),
     _row("cmax", "network.channel_max", "maximum number of channels per layer", integer(1, MAX_DIM)),
-    _row(
-        "num_fp16_res",
-        "network.num_fp16_res",
-        "run the N highest-resolution blocks in float16 (CUDA only)",
-        integer(0, 16),
-    ),
-    _row(
-        "conv_clamp", "network.conv_clamp", "clamp pre-activations to +-N (none: no clamp)", optional(integer(1, 2**16))
-    ),
+    _row("num_fp16_res", "network.num_fp16_res", "run the N highest-resolution blocks in float16 (CUDA only)", integer(0, 16)),
+    _row("conv_clamp", "network.conv_clamp", "clamp pre-activations to +-N (none: no clamp)", optional(integer(1, 2**16))),
     _row("g_arch", "network.g_architecture", "generator architecture"),
     _row("d_arch", "network.d_architecture", "discriminator architecture"),
-    _row(
-        "mbstd_group", "network.mbstd_group", "minibatch-stddev group size (divides batch_gpu)", integer(1, MAX_BATCH)
-    ),
+    _row("mbstd_group", "network.mbstd_group", "minibatch-stddev group size (divides batch_gpu)", integer(1, MAX_BATCH)),
     _row("freezed", "network.freezed", "Freeze-D: number of discriminator layers kept frozen", integer(0, 64)),
     _row("nhwc", "network.fp16_channels_last", "channels_last memory format in float16 layers"),
     _row("kimg", "loop.total_kimg", "training length in thousands of real images (fractions allowed)", _KIMG),
     _row("batch", "loop.batch", "total batch size over all GPUs and accumulation rounds", integer(1, MAX_BATCH)),
-    _row(
-        "batch_gpu",
-        "loop.batch_gpu",
-        "images per GPU per accumulation round (none: batch / GPUs)",
-        optional(integer(1, MAX_BATCH)),
-    ),
+    _row("batch_gpu", "loop.batch_gpu", "images per GPU per accumulation round (none: batch / GPUs)", optional(integer(1, MAX_BATCH))),
     _row("tick", "loop.kimg_per_tick", "progress report interval in kimg (fractions allowed)", _KIMG),
     _row("snap", "loop.snap", "snapshot interval in ticks (none: only at the end)", optional(integer(1, MAX_COUNT))),
     _row("ema", "loop.ema_kimg", "half-life of G_ema in kimg", real(0, MAX_KIMG)),
-    _row(
-        "ema_rampup", "loop.ema_rampup", "EMA ramp-up factor (none: no ramp-up)", optional(real(0, 1e3, low_open=True))
-    ),
+    _row("ema_rampup", "loop.ema_rampup", "EMA ramp-up factor (none: no ramp-up)", optional(real(0, 1e3, low_open=True))),
     _row("seed", "loop.seed", "random seed", integer(0, 2**31 - 1)),
     _row("grid", "loop.grid", "reals.png / fakes*.png layout COLUMNSxROWS (auto: NVIDIA's ~8K canvas)", grid),
-    _row(
-        "dist_timeout", "loop.dist_timeout_s", "seconds before a dead data-parallel peer fails the run", real(1, 10**6)
-    ),
-    _row(
-        "ops_impl",
-        "loop.ops_impl",
-        "custom ops: ref (PyTorch), cuda (compiled kernels) or auto (kernels on CUDA when they build)",
-    ),
+    _row("dist_timeout", "loop.dist_timeout_s", "seconds before a dead data-parallel peer fails the run", real(1, 10**6)),
+    _row("ops_impl", "loop.ops_impl", "custom ops: ref (PyTorch), cuda (compiled kernels) or auto (kernels on CUDA when they build)"),
     _row("resume", "loop.resume", "continue from a snapshot (ours), or fine-tune from an NVIDIA .pkl", optional(text)),
     _row("nobench", "loop.cudnn_benchmark", "disable cuDNN benchmarking", inverted_bool),
     _row("allow_tf32", "loop.allow_tf32", "allow TF32 for matmuls and convolutions"),
@@ -343,6 +303,7 @@ _ROWS = [
     _row("metrics_cache", "metrics.cache_dir", "real-statistics cache folder", optional(text)),
     _row("detector", "metrics.detector", "Inception weights file", optional(text)),
 ]
+# fmt: on
 OVERRIDE_KEYS: dict[str, OverrideKey] = {row.key: row for row in _ROWS}
 # `fp32` is not a single field: it switches off float16 and the conv clamp together, as NVIDIA's --fp32 does.
 FP32_HELP = "disable mixed precision (num_fp16_res 0 and no conv_clamp)"
