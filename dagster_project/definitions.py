@@ -30,9 +30,23 @@ def build_resources(stylegan: StyleGANResource | None = None) -> dict[str, objec
     return {"stylegan": stylegan, "training_client": client}
 
 
+def spec_error_asset(index: int, message: str) -> dg.AssetsDefinition:
+    """A bad spec, visible in the UI: its group is missing, this asset says why (and fails if materialised)."""
+    name = spec_utils.group_name(Path(message.split(": ", 1)[0]).stem) or "spec"
+
+    @dg.asset(key=["spec_errors", f"{name}_{index}"], group_name="spec_errors", description=message)
+    def _bad_spec() -> None:
+        raise dg.Failure(description=message)
+
+    return _bad_spec
+
+
 def build_definitions(spec_folder: Path | None = None, stylegan: StyleGANResource | None = None) -> dg.Definitions:
     assets, checks, jobs, schedules, sensors = [], [], [], [], []
-    for spec in spec_utils.load_all(spec_folder):
+    specs, errors = spec_utils.load_checked(spec_folder)
+    spec_utils.log_errors(errors)
+    assets += [spec_error_asset(index, message) for index, message in enumerate(errors)]
+    for spec in specs:
         group = build_spec_assets(spec)
         automation = build_spec_automation(group)
         assets += group.all

@@ -33,7 +33,7 @@ from dagster_project.stages import (
 )
 
 if TYPE_CHECKING:
-    from stylegan_core.data.spec import DatasetSpec
+    from stylegan_core.spec import DatasetSpec
 
 # Bump when an asset's code changes what it produces.
 CODE_VERSIONS = {

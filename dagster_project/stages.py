@@ -7,7 +7,6 @@ the training launch, which needs the Pipes client and the asset context.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,9 +28,10 @@ from dagster_project.training import (
     worker_env,
     write_json_atomic,
 )
+from stylegan_core.io.atomic import atomic_outputs, sha256_file
 
 if TYPE_CHECKING:
-    from stylegan_core.data.spec import DatasetSpec
+    from stylegan_core.spec import DatasetSpec
 
 PREVIEW_IMAGES = 32
 SAMPLE_COLUMNS = 8
@@ -64,10 +64,8 @@ def inventory_raw_images(spec: DatasetSpec, stylegan: StyleGANResource) -> RawIm
     source = spec_utils.source_path(spec, stylegan.root)
     inventory = inventory_source(source, **spec_utils.inventory_options(spec), workers=stylegan.ingest_workers())
     table_path = stylegan.root / spec.name / "raw_images.parquet"
-    table_path.parent.mkdir(parents=True, exist_ok=True)
-    temp = table_path.with_name(f".{table_path.name}.{os.getpid()}.tmp")
-    inventory.frame.to_parquet(temp, index=False)
-    os.replace(temp, table_path)
+    with atomic_outputs(table_path) as (temp,):
+        inventory.frame.to_parquet(temp, index=False)
     frame = inventory.frame
     problems = frame[frame["problem"].notna()]
     metadata: dict[str, Any] = {
@@ -244,7 +242,7 @@ def launch_training(
     # Metrics are the `metrics` asset's job; training itself evaluates none.
     overrides = {**overrides, "metrics": []}
     run_root = stylegan.run_root(spec.name, partition.config, partition.resolution)
-    where = f"spec {spec.name!r} config {partition.config!r}"
+    where = f"{spec.spec_path}: configs.{partition.config}"
     plan = plan_training(run_root, preset, overrides, partition.resolution, stylegan.world_size(), facts, where)
     prepare_run_dir(plan, facts, partition.key)
     context.log.info(f"{plan.mode} run in {plan.run_dir}" + (f" from {plan.resume}" if plan.resume else ""))
@@ -282,7 +280,7 @@ def measure_metrics(spec: DatasetSpec, partition: TrainingPartition, stylegan: S
         "run_dir": md.path(run_dir),
         "seconds": round(sum(getattr(r, "total_time", 0.0) for r in results.values()), 2),
     }
-    version = md.sha256_text("metrics", md.sha256_file(snapshot), json.dumps(values, sort_keys=True))
+    version = md.sha256_text("metrics", sha256_file(snapshot), json.dumps(values, sort_keys=True))
     return StageResult(metadata, version, values)
 
 
@@ -299,5 +297,5 @@ def render_samples(spec: DatasetSpec, partition: TrainingPartition, stylegan: St
     for psi, path in zip(SAMPLE_TRUNCATIONS, paths, strict=True):
         metadata[f"grid_psi{psi:.2f}"] = md.image_markdown(path, f"ψ = {psi:g}, {snapshot.stem}")
         metadata[f"grid_psi{psi:.2f}_path"] = md.path(path)
-    version = md.sha256_text("samples", *(md.sha256_file(path) for path in paths))
+    version = md.sha256_text("samples", *(sha256_file(path) for path in paths))
     return StageResult(metadata, version)

@@ -113,7 +113,7 @@ def _kill_worker_after_first_snapshot(run_root: Path, timeout_s: float = 600) ->
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         snapshots = sorted(run_root.glob("*/snapshots/network-snapshot-*.pt"))
-        workers = processes_matching("dagster_project.train_worker", str(run_root))
+        workers = processes_matching("stylegan_core.training.worker", str(run_root))
         if snapshots and workers:
             for pid in workers:
                 os.kill(pid, signal.SIGKILL)
@@ -133,7 +133,7 @@ def test_sigkill_mid_run_then_rematerialise_resumes_from_the_last_snapshot(chain
     killed_after = _kill_worker_after_first_snapshot(run_root)
     thread.join(timeout=300)
     assert not thread.is_alive() and not outcome["first"].success
-    assert not processes_matching("dagster_project.train_worker", str(run_root))  # torchrun took the rest down
+    assert not processes_matching("stylegan_core.training.worker", str(run_root))  # torchrun took the rest down
     run_dir = killed_after.parents[1]
     resume_from = find_latest_snapshot(run_dir)
     resumed_nimg = load_snapshot(resume_from)["progress"]["cur_nimg"]

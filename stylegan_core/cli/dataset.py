@@ -78,7 +78,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 
     given = {name: getattr(args, name) for name in _OPTION_FLAGS if getattr(args, name) is not None}
     if args.spec is not None:
-        from stylegan_core.data.spec import load_spec
+        from stylegan_core.spec import load_spec
 
         if given:
             flags = ", ".join("--" + name.replace("_", "-") for name in given)

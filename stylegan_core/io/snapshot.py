@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from stylegan_core.io.atomic import atomic_file
+
 if TYPE_CHECKING:
     from stylegan_core.networks import Generator
 
@@ -30,15 +32,8 @@ _SNAPSHOT_NAME = re.compile(r"^network-snapshot-(\d{6})(?:\.(\d{3}))?\.pt$")
 def save_snapshot(path: str | os.PathLike[str], state: Mapping[str, Any]) -> Path:
     """Write `state` atomically: to a temporary file in the same folder, then renamed over `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with temp.open("wb") as file:
-            torch.save(dict(state), file)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as file:
+        torch.save(dict(state), file)
     return path
 
 

@@ -4,7 +4,6 @@ pipe and ADA, loss, optimisers with the lazy-regularisation adjustment, the data
 from __future__ import annotations
 
 import copy
-import os
 import random
 import time
 from collections.abc import Iterator
@@ -16,6 +15,7 @@ import numpy as np
 import torch
 
 from stylegan_core.config import DataConfig, LoopConfig, OptimizerConfig, TrainOptions
+from stylegan_core.io.atomic import write_text_atomic
 from stylegan_core.presets import batch_geometry, validate_options
 from stylegan_core.training import checkpoint
 from stylegan_core.training.callbacks import TrainResult
@@ -291,7 +291,4 @@ def _check_metric_names(options: TrainOptions) -> None:
 
 
 def _write_options(run_dir: Path, options: TrainOptions) -> None:
-    path = run_dir / "training_options.json"
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(options.to_json() + "\n", encoding="utf-8")
-    os.replace(temp, path)
+    write_text_atomic(run_dir / "training_options.json", options.to_json() + "\n")
