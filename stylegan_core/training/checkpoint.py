@@ -21,9 +21,8 @@ def write_snapshot(run: TrainingRun, callbacks: TrainCallbacks) -> None:
     """Snapshot file and fakes grid (rank 0), metrics (all ranks, sharded), then `on_snapshot` (rank 0)."""
     rank_states = gather_objects(_rank_state(run), run.world)
     progress = run.progress
-    kimg_per_tick = run.options.loop.kimg_per_tick
-    path = snapshot_path(run.run_dir, progress.cur_nimg, kimg_per_tick)
-    image_path = run.run_dir / f"fakes{snapshot_label(progress.cur_nimg, kimg_per_tick)}.png"
+    path = snapshot_path(run.run_dir, progress.cur_nimg)
+    image_path = run.run_dir / f"fakes{snapshot_label(progress.cur_nimg)}.png"
     if run.world.is_main:
         save_snapshot(path, snapshot_state(run, rank_states))
         run.last_snapshot = path

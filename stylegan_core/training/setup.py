@@ -149,8 +149,11 @@ def setup_training(options: TrainOptions, run_dir: Path, world: DistributedConte
         run.grid = setup_snapshot_grid(
             dataset, options.loop.grid_seed, G.z_dim, world.device, options.loop.grid
         )
-        run.grid.write_reals(run_dir / "reals.png")
-        run.grid.write_fakes(G_ema, run_dir / "fakes_init.png", batch_gpu)
+        # A run continued in its own directory keeps the grids of its start: files are written once.
+        if not (run_dir / "reals.png").exists():
+            run.grid.write_reals(run_dir / "reals.png")
+        if not (run_dir / "fakes_init.png").exists():
+            run.grid.write_fakes(G_ema, run_dir / "fakes_init.png", batch_gpu)
     return run
 
 
