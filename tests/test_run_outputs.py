@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import stat
+
+import numpy as np
 import pytest
+from metrics_support import tiny_generator
 from training_support import replace_loop, tiny_options, write_tiny_dataset
 
+from stylegan_core.export.generate import write_seed_images
+from stylegan_core.export.grid import save_image_grid
 from stylegan_core.io.snapshot import snapshot_label
+from stylegan_core.metrics.cache import RealStatistics, save_statistics
 from stylegan_core.training.report import SnapshotGrid
 from stylegan_core.training.worker import run_training
 
@@ -45,3 +53,36 @@ def test_sub_kimg_run_and_its_resume_never_overwrite(dataset, tmp_path, monkeypa
     assert sorted(after) == [*sorted(first), "network-snapshot-000000.016.pt"]
     assert all(after[name] == data for name, data in first.items())  # written once, never rewritten
     assert grids == ["fakes_init.png", "fakes000000.004.png", "fakes000000.008.png", "fakes000000.016.png"]
+
+
+@pytest.fixture
+def umask_027():
+    """A group-readable umask that differs from both 0600 (mkstemp) and the usual 022, so the mode proves the rule."""
+    old = os.umask(0o027)
+    yield 0o640
+    os.umask(old)
+
+
+def test_grids_generated_images_and_cached_statistics_honour_the_umask(tmp_path, umask_027):
+    expected = umask_027
+    save_image_grid(np.zeros([4, 3, 8, 8], np.float32), tmp_path / "grid.png", drange=(-1, 1), grid_size=(2, 2))
+    (seed_image,) = write_seed_images(tiny_generator(), [3], tmp_path / "out")
+    stats = RealStatistics(np.zeros(2), np.eye(2), None, 1, "content", "detector")
+    save_statistics(tmp_path / "cache" / "real-x.npz", stats)
+    for path in (tmp_path / "grid.png", seed_image, tmp_path / "cache" / "real-x.npz"):
+        assert stat.S_IMODE(path.stat().st_mode) == expected, path.name
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+def test_cli_and_pipeline_share_one_feature_cache(tmp_path, monkeypatch):
+    from dagster_project.resources import StyleGANResource
+    from stylegan_core.metrics.cache import default_cache_dir
+
+    monkeypatch.delenv("STYLEGAN_CACHE_DIR", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    resource = StyleGANResource(artifacts_dir=str(tmp_path / "artifacts"))
+    home_cache = tmp_path / "home/.cache/stylegan_core/gan-metrics"
+    assert resource.features_cache_dir() == default_cache_dir().resolve() == home_cache
+    monkeypatch.setenv("STYLEGAN_CACHE_DIR", str(tmp_path / "shared"))
+    assert StyleGANResource.from_env().features_cache_dir() == default_cache_dir() == tmp_path / "shared/gan-metrics"
+    assert resource.features_cache_dir() == default_cache_dir()  # the field left empty follows the variable too
