@@ -1,9 +1,9 @@
 """The torchrun entry point of a training launched by a `network` asset: `python -m dagster_project.train_worker`.
 
 Every rank trains (`stylegan_core.training.train` joins the torchrun job itself). Only global rank 0 opens Dagster
-Pipes: it turns tick lines into Dagster log messages and reports the final materialisation (kimg, sec/kimg, augment
-p, losses, snapshot path; the data version is the snapshot file's sha256). Other ranks must not open Pipes: Dagster
-would receive one materialisation per rank and fail the step.
+Pipes: it sends the run's log lines (ticks with % and ETA, metric progress) to the Dagster log and reports the final
+materialisation (kimg, sec/kimg, augment p, losses, snapshot path; the data version is the snapshot file's sha256).
+Other ranks must not open Pipes: Dagster would receive one materialisation per rank and fail the step.
 
 The first SIGINT/SIGTERM (a cancelled run; torchrun forwards it) asks the loop to stop at the end of the current tick,
 which writes a final snapshot; a second one interrupts at once. Run outside Dagster (plain torchrun) it still trains:
@@ -60,15 +60,6 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def tick_message(tick: TickInfo) -> str:
-    losses = " ".join(f"{name.removeprefix('Loss/')} {value:.4f}" for name, value in sorted(tick.losses.items()))
-    return (
-        f"tick {tick.tick:<4d} kimg {tick.kimg:<8.3f}/{tick.total_kimg:g} sec/tick {tick.sec_per_tick:<6.1f} "
-        f"sec/kimg {tick.sec_per_kimg:<7.2f} maintenance {tick.maintenance_s:<5.1f} cpumem {tick.cpu_mem_gb:.2f} "
-        f"gpumem {tick.gpu_mem_gb:.2f} augment {tick.augment_p:.3f} | {losses}"
-    )
-
-
 def _metadata_value(value: Any, kind: str) -> dict[str, Any]:
     return {"raw_value": value, "type": kind}
 
@@ -112,15 +103,15 @@ def run(options: TrainOptions, run_dir: Path) -> TrainResult:
     with rank_zero_pipes() as pipes:
 
         def on_tick(tick: TickInfo) -> None:
-            last_tick[:] = [tick]
-            if pipes is not None:
-                pipes.log.info(tick_message(tick))
+            last_tick[:] = [tick]  # the tick line itself reaches Dagster once, through on_log
 
         def on_snapshot(info: SnapshotInfo) -> None:
             if pipes is not None:
                 pipes.log.info(f"snapshot at kimg {info.kimg:.3f}: {info.snapshot_path}")
 
-        callbacks = TrainCallbacks(on_tick=on_tick, on_snapshot=on_snapshot, should_abort=abort)
+        # Log lines go to the Dagster run log instead of stdout, which Pipes also shows: each line appears once.
+        on_log = pipes.log.info if pipes is not None else None
+        callbacks = TrainCallbacks(on_tick=on_tick, on_snapshot=on_snapshot, should_abort=abort, on_log=on_log)
         result = train(options, run_dir, callbacks)
         if pipes is not None:
             if result.last_snapshot is None:

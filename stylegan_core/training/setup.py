@@ -7,7 +7,7 @@ import copy
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,8 @@ class Progress:
     cur_tick: int = 0
     batch_idx: int = 0
     tick_start_nimg: int = 0
+    start_nimg: int = 0
+    """cur_nimg when this invocation started training (after a resume), for the ETA."""
     start_time: float = 0.0
     tick_start_time: float = 0.0
     maintenance_s: float = 0.0
@@ -117,11 +119,14 @@ class TrainingRun:
             close()
 
 
-def setup_training(options: TrainOptions, run_dir: Path, world: DistributedContext) -> TrainingRun:
+def setup_training(
+    options: TrainOptions, run_dir: Path, world: DistributedContext, echo: Callable[[str], None] | None = None
+) -> TrainingRun:
+    """`echo`: where log lines go besides log.txt (default: stdout/stderr), e.g. an orchestrator's run log."""
     validate_options(options, world.world_size, "training options")
     if world.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-    log = RunLog(run_dir, world.is_main)
+    log = RunLog(run_dir, world.is_main, echo)
     _seed_process(options.loop.seed, world)
     _configure_backends(options.loop, world.device)
     dataset = open_dataset(options.data, options.loop.seed)
