@@ -33,7 +33,7 @@ _VALUE_OPTIONS: dict[str, tuple[str, str]] = {
         "augmentation pipeline: blit, geom, color, filter, noise, cutout, bg, bgc, bgcf, bgcfn, bgcfnc [default: bgc]",
     ),  # fmt: skip
     "--subset": ("subset", "train on this many images (a random subset chosen by --seed)"),
-    "--resume": ("resume", "continue from a snapshot (ours), or fine-tune from its weights on other data"),
+    "--resume": ("resume", "continue from a snapshot (a file, a run directory, or latest in --outdir), or fine-tune"),
     "--freezed": ("freezed", "Freeze-D: number of discriminator layers kept frozen [default: 0]"),
     "--snap": ("snap", "snapshot interval in ticks [default: 50]"),
     "--seed": ("seed", "random seed [default: 0]"),
@@ -143,6 +143,10 @@ def next_run_dir(outdir: Path, description: str) -> Path:
 def run(args: argparse.Namespace) -> int:
     overrides = given_overrides(args)
     _check_augment_arguments(overrides)
+    if "resume" in overrides:  # a run directory, a folder of runs, or `latest` (in --outdir) name a snapshot
+        from stylegan_core.cli.locate import resolve_network
+
+        overrides["resume"] = str(resolve_network(overrides["resume"], "--resume", Path(args.outdir)))
     gpus = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     dataset_name, resolution = dataset_summary(overrides["data"])

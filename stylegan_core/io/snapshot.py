@@ -3,8 +3,9 @@
 Keys (docs/architecture.md): `format`, `G_kwargs`, `D_kwargs`, `G`, `D`, `G_ema` (state dicts), `G_opt`, `D_opt`
 (optimiser state dicts), `augment` (`pipe`, `p`, `ada`), `progress` (`cur_nimg`, `cur_tick`, `batch_idx`),
 `pl_mean` (one value per rank), `rng` (one dict per rank), `world_size`, `options` (resolved TrainOptions as a plain
-dict), `dataset` (`content_hash`, `resolution`, `num_channels`, `label_dim`). Only tensors and plain Python data are
-stored, so loading never executes code. A weights-only state imported from an NVIDIA pickle has `weights_only: True`.
+dict), `dataset` (`content_hash`, `resolution`, `num_channels`, `label_dim`, `class_names`). Only tensors and plain
+Python data are stored, so loading never executes code. A weights-only state imported from an NVIDIA pickle has
+`weights_only: True`.
 """
 
 from __future__ import annotations

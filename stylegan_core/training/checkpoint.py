@@ -76,8 +76,22 @@ def snapshot_state(run: TrainingRun, rank_states: list[dict[str, Any]]) -> dict[
             "resolution": dataset.resolution,
             "num_channels": dataset.num_channels,
             "label_dim": dataset.label_dim,
+            "class_names": dataset_class_names(run.options.data.path),
         },
     }
+
+
+def dataset_class_names(data_path: str) -> list[str] | None:
+    """Class names from the manifest beside the dataset zip (sub-folder labels), so `--class NAME` works later."""
+    from stylegan_core.data.ingest import manifest_path_for
+    from stylegan_core.data.manifest import read_manifest_report
+
+    manifest = manifest_path_for(data_path)
+    try:
+        names = read_manifest_report(manifest).get("class_names") if manifest.is_file() else None
+    except (OSError, ValueError, KeyError):
+        return None  # the names are a convenience; an unreadable manifest must not stop a snapshot
+    return [str(name) for name in names] if names else None
 
 
 def restore(run: TrainingRun, snapshot: dict[str, Any]) -> None:

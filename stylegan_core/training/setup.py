@@ -149,6 +149,9 @@ def setup_training(
     for module in (G, D, G_ema):
         broadcast_module(module, world)
     run.data_iter = _data_iterator(dataset, options, batch_gpu, world, run.progress.batch_idx)
+    if loader_workers(options.data.workers) < options.data.workers:
+        log.write(f"Data loader: {usable_cores()} worker processes, one per usable CPU core "
+                  f"({options.data.workers} requested).")  # fmt: skip
     if world.is_main:
         _write_options(run_dir, options)
         run.grid = setup_snapshot_grid(
@@ -281,7 +284,7 @@ def _data_iterator(
 ) -> Iterator:
     sampler = IterationBatchSampler(len(dataset), options.loop.seed, options.loop.batch, batch_gpu, world.rank,
                                     world.world_size, start_iteration)  # fmt: skip
-    workers = options.data.workers
+    workers = loader_workers(options.data.workers)
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, num_workers=workers, pin_memory=world.device.type == "cuda",
         prefetch_factor=2 if workers > 0 else None,
@@ -303,3 +306,17 @@ def _write_options(run_dir: Path, options: TrainOptions) -> None:
     temp = path.with_name(f".{path.name}.tmp")
     temp.write_text(options.to_json() + "\n", encoding="utf-8")
     os.replace(temp, path)
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, as torch's DataLoader counts them)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def loader_workers(requested: int) -> int:
+    """`--workers` capped by the usable cores: more processes than cores only compete with training (and torch warns
+    about it, once per loader and again per iterator). Data order does not depend on the worker count."""
+    return min(requested, usable_cores())
