@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -28,6 +29,10 @@ def write_snapshot(run: TrainingRun, callbacks: TrainCallbacks) -> None:
         run.last_snapshot = path
         run.grid.write_fakes(run.G_ema, image_path, run.batch_gpu)
     run.last_metrics = evaluate_metrics(run, path)
+    if run.tracker is not None:
+        values = {f"Metrics/{key}": value for result in run.last_metrics.values() for key, value in result.items()}
+        run.tracker.scalars(values, progress.cur_nimg, time.time())
+        run.tracker.artifact(image_path)
     if run.world.is_main:
         callbacks.on_snapshot(SnapshotInfo(
             tick=progress.cur_tick, cur_nimg=progress.cur_nimg, kimg=progress.cur_nimg / 1000, snapshot_path=path,

@@ -167,6 +167,8 @@ def _end_of_tick(run: TrainingRun, callbacks: TrainCallbacks, done: bool) -> boo
     summaries = run.stats.summarize()
     if run.world.is_main:
         append_stats_line(run.run_dir, summaries)
+    if run.tracker is not None:
+        run.tracker.scalars({name: s.mean for name, s in summaries.items()}, progress.cur_nimg, tick_end_time)
     _check_finite(run, summaries)
     losses = {name: s.mean for name, s in summaries.items() if name.startswith("Loss/")}
     run.last_losses = losses

@@ -25,6 +25,7 @@ from stylegan_core.training.report import RunLog, SnapshotGrid, setup_snapshot_g
 from stylegan_core.training.sampling import IterationBatchSampler
 from stylegan_core.training.state import _load_resume_state, can_continue, continued_options
 from stylegan_core.training.stats import StatsCollector
+from stylegan_core.training.tracking import Tracker
 
 
 @dataclass
@@ -91,6 +92,8 @@ class TrainingRun:
     last_losses: dict[str, float] = field(default_factory=dict)
     last_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     aborted: bool = False
+    tracker: Tracker | None = None
+    """TensorBoard (and MLflow when configured) writers, rank 0 only."""
 
     @property
     def device(self) -> torch.device:
@@ -114,6 +117,9 @@ class TrainingRun:
 
     def close(self) -> None:
         self.data_iter = None  # shuts the DataLoader's worker processes down
+        if self.tracker is not None:
+            self.tracker.close()
+            self.tracker = None
         close = getattr(self.dataset, "close", None)
         if close is not None:
             close()
@@ -154,6 +160,8 @@ def setup_training(
                   f"({options.data.workers} requested).")  # fmt: skip
     if world.is_main:
         _write_options(run_dir, options)
+        run.tracker = Tracker(run_dir, options.to_dict(), options.loop.kimg_per_tick < 1, log.write)
+        run.tracker.artifact(run_dir / "training_options.json")
         run.grid = setup_snapshot_grid(
             dataset, options.loop.grid_seed, G.z_dim, world.device, options.loop.grid
         )
