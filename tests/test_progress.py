@@ -85,3 +85,13 @@ def test_progress_lines_are_rate_limited():
     ]  # fmt: skip
     assert lines[0].endswith("30s so far, about 1m 10s left")
     assert format_duration(10_000) == "2h 46m" and format_duration(90_000) == "1d 01h"
+
+
+def test_standalone_evaluation_announces_itself_on_stderr(tmp_path, capsys):
+    # `stylegan metrics` runs with progress=True: the announcement goes to stderr (stdout holds the JSON results).
+    G = tiny_generator()
+    path = write_zip(tmp_path / "data.zip", random_images(6, resolution=16))
+    compute_metrics(G, path, ["fid8_full"], cache_dir=tmp_path / "cache", detector=CountingDetector())
+    captured = capsys.readouterr()
+    assert "Evaluating fid8_full: 8 generated images (6 real images to embed first), about" in captured.err
+    assert "Evaluating" not in captured.out
