@@ -94,6 +94,9 @@ class StyleGANResource(dg.ConfigurableResource):
 
         if self.device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device.startswith("cuda") and not torch.cuda.is_available():  # else torch's bare AssertionError
+            raise ValueError(f"stylegan resource device {self.device!r}: no CUDA here (torch {torch.__version__}); "
+                             "set STYLEGAN_DEVICE=cpu or auto")  # fmt: skip
         return self.device
 
     def processes_per_node(self) -> int:

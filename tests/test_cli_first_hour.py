@@ -133,3 +133,11 @@ def test_no_dagster_preview_warning_in_a_pipes_session():
     env = {"PYTHONPATH": str(REPO), "PATH": "/usr/bin:/bin", "PYTHONWARNINGS": "default"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, env=env, check=True)
     assert "PreviewWarning" not in done.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
+def test_pipeline_device_cuda_without_cuda_is_one_sentence(tmp_path):
+    from dagster_project.resources import StyleGANResource
+
+    with pytest.raises(ValueError, match=r"^stylegan resource device 'cuda': no CUDA here .*STYLEGAN_DEVICE=cpu"):
+        StyleGANResource(artifacts_dir=str(tmp_path), device="cuda").torch_device()
