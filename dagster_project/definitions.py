@@ -18,9 +18,13 @@ from dagster_project.launch import ProcessGroupPipesClient
 from dagster_project.resources import StyleGANResource
 
 # Two Dagster features used on purpose: MultiToSingleDimensionPartitionMapping (beta) and partitioned asset checks
-# (preview). docs/dagster.md names them; their warnings would otherwise repeat on every load.
+# (preview). docs/dagster.md names them; their warnings would otherwise repeat on every load. The third is Dagster
+# warning about itself: every Pipes session reads the preview `PipesMessageReader.expected_writer_count` internally,
+# so each training run printed a PreviewWarning that no user code can avoid (issue 16).
 warnings.filterwarnings(
-    "ignore", message=r".*(MultiToSingleDimensionPartitionMapping|partitions_def on an AssetCheckSpec)"
+    "ignore",
+    message=r".*(MultiToSingleDimensionPartitionMapping|partitions_def on an AssetCheckSpec"
+    r"|PipesMessageReader\.expected_writer_count)",
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -206,13 +207,20 @@ def dataset_facts(spec: DatasetSpec, resolution: int, stylegan: StyleGANResource
 # ---- real_features -------------------------------------------------------------------------------------------------
 
 
-def real_feature_statistics(facts: DatasetFacts, stylegan: StyleGANResource) -> StageResult:
-    """All real images' Inception features (enough for every `*_full` FID and KID), cached by content hash."""
+def real_feature_statistics(
+    facts: DatasetFacts, stylegan: StyleGANResource, log: Callable[[str], None] | None = None
+) -> StageResult:
+    """All real images' Inception features (enough for every `*_full` FID and KID), cached by content hash.
+
+    `log` (the run log) receives progress lines at intervals; without it the work is silent."""
     from stylegan_core.metrics import load_detector, real_statistics
     from stylegan_core.metrics.cache import cache_file
+    from stylegan_core.metrics.progress import LineProgress
 
     detector = load_detector(None, stylegan.torch_device())
-    stats = real_statistics(facts.zip_path, detector, stylegan.features_cache_dir(), need_features=True, progress=False)
+    progress = LineProgress(log) if log is not None else False
+    stats = real_statistics(facts.zip_path, detector, stylegan.features_cache_dir(), need_features=True,
+                            progress=progress)  # fmt: skip
     path = cache_file(stylegan.features_cache_dir(), stats.content_hash, stats.detector_sha256, stats.num_items)
     metadata = {
         "images": stats.num_items,
@@ -261,17 +269,26 @@ def launch_training(
 # ---- metrics and samples -------------------------------------------------------------------------------------------
 
 
-def measure_metrics(spec: DatasetSpec, partition: TrainingPartition, stylegan: StyleGANResource) -> StageResult:
+def measure_metrics(
+    spec: DatasetSpec,
+    partition: TrainingPartition,
+    stylegan: StyleGANResource,
+    log: Callable[[str], None] | None = None,
+) -> StageResult:
+    """Metrics of the current snapshot; values already recorded for the same snapshot and real statistics are reused
+    (metric-*.jsonl is not appended to again). `log` receives announcements and progress lines."""
     from stylegan_core.io.snapshot import load_generator
     from stylegan_core.metrics import compute_metrics
+    from stylegan_core.metrics.progress import LineProgress
 
     run_dir, snapshot = current_snapshot(stylegan.run_root(spec.name, partition.config, partition.resolution))
     facts = dataset_facts(spec, partition.resolution, stylegan)
     device = stylegan.torch_device()
     G = load_generator(snapshot, "G_ema", device)
     names = list(spec.metrics)
-    results = compute_metrics(G, facts.zip_path, names, device, stylegan.features_cache_dir(), progress=False,
-                              run_dir=run_dir, snapshot_path=snapshot)  # fmt: skip
+    results = compute_metrics(G, facts.zip_path, names, device, stylegan.features_cache_dir(),
+                              progress=LineProgress(log) if log is not None else False,
+                              run_dir=run_dir, snapshot_path=snapshot, reuse_recorded=True)  # fmt: skip
     values = {key: float(value) for result in results.values() for key, value in result.items()}
     metadata: dict[str, Any] = {
         **md.floats(values),
@@ -279,6 +296,7 @@ def measure_metrics(spec: DatasetSpec, partition: TrainingPartition, stylegan: S
         "reports": md.names(f"metric-{name}.jsonl" for name in names),
         "run_dir": md.path(run_dir),
         "seconds": round(sum(getattr(r, "total_time", 0.0) for r in results.values()), 2),
+        "reused": md.names(name for name, result in results.items() if getattr(result, "reused", False)),
     }
     version = md.sha256_text("metrics", sha256_file(snapshot), json.dumps(values, sort_keys=True))
     return StageResult(metadata, version, values)

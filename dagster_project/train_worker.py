@@ -26,15 +26,6 @@ from stylegan_core.training.worker import LaunchHooks
 HOOKS = "dagster_project.train_worker:pipes_hooks"
 
 
-def tick_message(tick: TickInfo) -> str:
-    losses = " ".join(f"{name.removeprefix('Loss/')} {value:.4f}" for name, value in sorted(tick.losses.items()))
-    return (
-        f"tick {tick.tick:<4d} kimg {tick.kimg:<8.3f}/{tick.total_kimg:g} sec/tick {tick.sec_per_tick:<6.1f} "
-        f"sec/kimg {tick.sec_per_kimg:<7.2f} maintenance {tick.maintenance_s:<5.1f} cpumem {tick.cpu_mem_gb:.2f} "
-        f"gpumem {tick.gpu_mem_gb:.2f} augment {tick.augment_p:.3f} | {losses}"
-    )
-
-
 def _metadata_value(value: Any, kind: str) -> dict[str, Any]:
     return {"raw_value": value, "type": kind}
 
@@ -72,8 +63,7 @@ def pipes_hooks(options: TrainOptions, run_dir: Path) -> Iterator[LaunchHooks]:
     with open_dagster_pipes() as pipes:
 
         def on_tick(tick: TickInfo) -> None:
-            last_tick[:] = [tick]
-            pipes.log.info(tick_message(tick))
+            last_tick[:] = [tick]  # the tick line itself reaches Dagster once, through on_log
 
         def on_snapshot(info: SnapshotInfo) -> None:
             pipes.log.info(f"snapshot at kimg {info.kimg:.3f}: {info.snapshot_path}")
@@ -86,4 +76,6 @@ def pipes_hooks(options: TrainOptions, run_dir: Path) -> Iterator[LaunchHooks]:
                 data_version=sha256_file(result.last_snapshot),
             )
 
-        yield LaunchHooks(TrainCallbacks(on_tick=on_tick, on_snapshot=on_snapshot), on_result)
+        # Log lines (ticks with % and ETA, metric progress) go to the Dagster log instead of stdout: each appears once.
+        callbacks = TrainCallbacks(on_tick=on_tick, on_snapshot=on_snapshot, on_log=pipes.log.info)
+        yield LaunchHooks(callbacks, on_result)

@@ -296,7 +296,7 @@ _ROWS = [
     _row("grid", "loop.grid", "reals.png / fakes*.png layout COLUMNSxROWS (auto: NVIDIA's ~8K canvas)", grid),
     _row("dist_timeout", "loop.dist_timeout_s", "seconds before a dead data-parallel peer fails the run", real(1, 10**6)),
     _row("ops_impl", "loop.ops_impl", "custom ops: ref (PyTorch), cuda (compiled kernels) or auto (kernels on CUDA when they build)"),
-    _row("resume", "loop.resume", "continue from a snapshot (ours), or fine-tune from an NVIDIA .pkl", optional(text)),
+    _row("resume", "loop.resume", "continue from a snapshot (a file, a run directory, or latest in --outdir), or fine-tune from an NVIDIA .pkl", optional(text)),
     _row("nobench", "loop.cudnn_benchmark", "disable cuDNN benchmarking", inverted_bool),
     _row("allow_tf32", "loop.allow_tf32", "allow TF32 for matmuls and convolutions"),
     _row("metrics", "metrics.names", "comma-separated metrics evaluated at each snapshot, or none", names),

@@ -64,6 +64,16 @@ def test_tiny_chain_materialises_with_passing_checks(chain) -> None:
     assert {"fid64_full", "kid64_full"} <= set(metrics.metadata)
     assert metrics.metadata["fid64_full"].value > 0 and math.isfinite(metrics.metadata["kid64_full"].value)
     assert (snapshot.parents[1] / "metric-fid64_full.jsonl").is_file()
+    # Issue 16: the run log shows each tick once, with % and ETA, and announces the metrics with an estimate.
+    messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    ticks = [message for message in messages if message.startswith("tick ")]
+    assert ticks and len(ticks) == len(set(ticks)) and "%" in ticks[0]
+    assert any(message.startswith("Evaluating fid64_full: 64 generated images") for message in messages)
+    # Re-materialising metrics of the unchanged snapshot reads the recorded values back.
+    again = materialization(materialize(defs, ["shapes/metrics"], "ci-tiny|16", instance), "shapes/metrics")
+    assert again.metadata["reused"].value == "fid64_full, kid64_full"
+    assert again.metadata["fid64_full"].value == metrics.metadata["fid64_full"].value
+    assert len((snapshot.parents[1] / "metric-fid64_full.jsonl").read_text().splitlines()) == 1
     samples = materialization(result, "shapes/samples").metadata
     assert "data:image/png;base64," in samples["grid_psi1.00"].value
     assert Path(samples["grid_psi1.00_path"].value).is_file()

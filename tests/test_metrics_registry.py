@@ -109,7 +109,9 @@ def test_compute_metrics_end_to_end(tmp_path: Path) -> None:
     lines = [json.loads(line) for line in (run_dir / "metric-fid20_full.jsonl").read_text().splitlines()]
     assert len(lines) == 1
     nvidia_keys = {"results", "metric", "total_time", "total_time_str", "num_gpus", "snapshot_pkl", "timestamp"}
-    assert set(lines[0]) == nvidia_keys
+    provenance = {"snapshot_sha256", "real_stats", "seed", "batch_size"}  # what the value was measured on (ours)
+    assert set(lines[0]) == nvidia_keys | provenance
+    assert lines[0]["snapshot_sha256"] is None  # no snapshot file here; the reuse tests cover a real one
     assert lines[0]["metric"] == "fid20_full" and lines[0]["num_gpus"] == 1
     assert lines[0]["snapshot_pkl"] == str(Path("snapshots") / "network-snapshot-000000.pt")
     assert lines[0]["results"] == {"fid20_full": results["fid20_full"]["fid20_full"]}

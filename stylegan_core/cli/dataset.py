@@ -97,6 +97,8 @@ def run_prepare(args: argparse.Namespace) -> int:
             args.source, args.dest, args.resolution, options, workers=args.workers, progress=not args.quiet
         )
     labels = f", {result.label_dim} classes" if result.label_dim else ", unlabelled"
+    if result.class_names:  # say where labels came from: `--labels auto` may have picked sub-folders
+        labels += f" from sub-folders ({', '.join(result.class_names)})"
     print(
         f"wrote {result.zip_path}: {result.count} images {result.resolution}x{result.resolution}x{result.channels}"
         f"{labels}; manifest {result.manifest_path}; content hash {result.content_hash[:16]}"

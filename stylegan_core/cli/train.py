@@ -164,6 +164,10 @@ def next_run_dir(outdir: Path, description: str) -> Path:
 
 def run(args: argparse.Namespace) -> int:
     overrides = given_overrides(args)
+    if "resume" in overrides:  # a run directory, a folder of runs, or `latest` (in --outdir) name a snapshot
+        from stylegan_core.cli.locate import resolve_network
+
+        overrides["resume"] = str(resolve_network(overrides["resume"], "--resume", Path(args.outdir)))
     gpus = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     check_gpus(args.gpus, gpus, "WORLD_SIZE" in os.environ, ["train", *_train_argv()])

@@ -20,6 +20,7 @@ import torch
 from stylegan_core.data.dataset import ImageDataset
 from stylegan_core.io.atomic import atomic_file
 from stylegan_core.metrics.fid import feature_statistics
+from stylegan_core.metrics.progress import LineProgress
 from stylegan_core.metrics.sampling import Detector, Shard, dataset_features
 
 CACHE_DIR_ENV = "STYLEGAN_CACHE_DIR"
@@ -61,7 +62,7 @@ def real_statistics(
     need_features: bool = True,
     batch_size: int = DEFAULT_BATCH_SIZE,
     shard: Shard | None = None,
-    progress: bool = True,
+    progress: bool | LineProgress = True,
 ) -> RealStatistics:
     """Statistics of the first min(len, max_items) images of the dataset, from the cache or computed (and cached).
 
