@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 from stylegan_core.cli.generate import load_network, parse_grid_size, resolve_device, seeds_argument
@@ -22,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "interpolation per grid cell. MP4 needs the optional imageio-ffmpeg package; without it an .mp4 request "
         "is written as animated WebP (or GIF).",
     )
-    parser.add_argument("--network", required=True, type=Path, help="snapshot (.pt) or NVIDIA network pickle")
+    parser.add_argument("--network", required=True,
+                        help="snapshot (.pt), NVIDIA pickle, run directory (latest snapshot) or latest")  # fmt: skip
     parser.add_argument("--seeds", required=True, type=seeds_argument, help="keyframe seeds, e.g. 0-31")
     parser.add_argument("--grid", type=parse_grid_size, default=defaults.grid, help="COLUMNSxROWS (default 1x1)")
     parser.add_argument("--frames-per-seed", "--w-frames", dest="frames_per_seed", type=positive_int,
@@ -33,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--shuffle-seed", type=int, help="shuffle the keyframe seeds with this seed")
     parser.add_argument("--trunc", dest="truncation_psi", type=float, default=DEFAULT_TRUNCATION_PSI,
                         help=f"truncation psi (default {DEFAULT_TRUNCATION_PSI})")  # fmt: skip
-    parser.add_argument("--class", dest="class_idx", type=int, help="class index (conditional networks)")
+    parser.add_argument("--class", dest="class_idx", help="class index or name (conditional networks)")
     parser.add_argument("--noise-mode", choices=NOISE_MODES, default=defaults.noise_mode,
                         help=f"noise inputs (default {defaults.noise_mode})")  # fmt: skip
     parser.add_argument("--fps", type=positive_int, default=DEFAULT_FPS, help="frames per second (default %(default)s)")
@@ -49,14 +51,17 @@ def positive_int(text: str) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from stylegan_core.cli.locate import resolve_class, resolve_network
+
     config = InterpolationConfig(
         grid=args.grid, frames_per_seed=args.frames_per_seed, num_keyframes=args.num_keyframes,
         shuffle_seed=args.shuffle_seed, truncation_psi=args.truncation_psi, noise_mode=args.noise_mode,
-        class_idx=args.class_idx,
     )  # fmt: skip
     frames = frame_count(args.seeds, config)  # checks seeds against the grid before the network loads
     output, note = resolve_output(args.output)
-    G = load_network(args.network, resolve_device(args.device))
+    network = resolve_network(args.network, "--network")
+    G = load_network(network, resolve_device(args.device))
+    config = dataclasses.replace(config, class_idx=resolve_class(args.class_idx, network, G.c_dim))
     if note:
         print(f"note: {note}")
     path = write_video(interpolation_frames(G, args.seeds, config), output, args.fps)

@@ -103,7 +103,7 @@ def mixing_canvas(
     return canvas
 
 
-def _pil(pixels: np.ndarray) -> PIL.Image.Image:
+def to_pil(pixels: np.ndarray) -> PIL.Image.Image:
     return PIL.Image.fromarray(pixels[:, :, 0], "L") if pixels.shape[2] == 1 else PIL.Image.fromarray(pixels, "RGB")
 
 
@@ -119,5 +119,5 @@ def write_style_mixing(
     images = style_mix_images(G, row_seeds, col_seeds, styles, **options)
     outdir = Path(outdir)
     for (row, col), pixels in images.items():
-        save_png(_pil(pixels), outdir / f"{row}-{col}.png")
-    return save_png(_pil(mixing_canvas(images, row_seeds, col_seeds)), outdir / "grid.png")
+        save_png(to_pil(pixels), outdir / f"{row}-{col}.png")
+    return save_png(to_pil(mixing_canvas(images, row_seeds, col_seeds)), outdir / "grid.png")
