@@ -86,3 +86,13 @@ def test_bad_styles_one_line(tmp_path, reference_G, capsys, flags, message):
     assert main(argv) == 2
     assert capsys.readouterr().err.strip().splitlines() == [f"stylegan style-mixing: error: {message}"]
     assert not (tmp_path / "o").exists()
+
+
+def test_conditional_network_needs_a_class():
+    torch.manual_seed(0)
+    G = Generator(z_dim=8, c_dim=3, w_dim=8, img_resolution=16, img_channels=3, mapping_kwargs=dict(num_layers=1),
+                  synthesis_kwargs=dict(channel_base=64, channel_max=8)).eval()  # fmt: skip
+    with pytest.raises(ValueError, match="conditional"):
+        style_mix_images(G, [1], [2], [0])
+    by_class = [style_mix_images(G, [1], [2], [0], class_idx=k)[(1, 1)] for k in (0, 2)]
+    assert not np.array_equal(*by_class)
