@@ -90,12 +90,17 @@ def frame_count(seeds: Sequence[int], config: InterpolationConfig) -> int:
 
 
 @torch.no_grad()
-def interpolation_frames(G: torch.nn.Module, seeds: Sequence[int], config: InterpolationConfig) -> Iterator[np.ndarray]:
-    """uint8 frames [rows * H, columns * W, C], `frame_count` of them, each one synthesis call over all cells."""
+def interpolation_frames(
+    G: torch.nn.Module, seeds: Sequence[int], config: InterpolationConfig, indices: Sequence[int] | None = None
+) -> Iterator[np.ndarray]:
+    """uint8 frames [rows * H, columns * W, C], each one synthesis call over all cells.
+
+    All `frame_count` frames in order, or only those at `indices` (previews and tests).
+    """
     splines = keyframe_splines(G, seeds, config)
     columns, rows = config.grid
     device = next(G.parameters()).device
-    for index in range(frame_count(seeds, config)):
+    for index in range(frame_count(seeds, config)) if indices is None else indices:
         time = index / config.frames_per_seed
         ws = torch.from_numpy(np.stack([spline(time) for spline in splines])).to(device, torch.float32)
         images = G.synthesis(ws, noise_mode=config.noise_mode)
