@@ -100,4 +100,7 @@ def test_cli_writes_fallback_and_rejects_bad_input(tmp_path, tiny_G, monkeypatch
     )
     assert main([*base, "--seeds", "0-1", "--output", str(tmp_path / "w.avi")]) == 2
     assert "must end in one of .mp4, .webp, .gif" in capsys.readouterr().err
+    monkeypatch.setattr(video_writer, "MAX_ANIMATION_BYTES", 16 * 16 * 3 * 3)  # room for 3 frames, not 4
+    assert main([*base, "--seeds", "0-1", "--output", str(tmp_path / "w.gif")]) == 2
+    assert "4 frames of 16x16 need 0.0 GiB in memory as an animation; write .mp4" in capsys.readouterr().err
     assert not any(p.stem == "w" for p in tmp_path.iterdir())

@@ -9,7 +9,7 @@ from pathlib import Path
 from stylegan_core.cli.generate import load_network, parse_grid_size, resolve_device, seeds_argument
 from stylegan_core.export.generate import DEFAULT_TRUNCATION_PSI, NOISE_MODES
 from stylegan_core.export.interpolation import InterpolationConfig, frame_count, interpolation_frames
-from stylegan_core.export.video_writer import resolve_output, write_video
+from stylegan_core.export.video_writer import check_animation_size, resolve_output, write_video
 
 DEFAULT_FPS = 60  # gen_video.py's frame rate
 
@@ -62,6 +62,8 @@ def run(args: argparse.Namespace) -> int:
     network = resolve_network(args.network, "--network")
     G = load_network(network, resolve_device(args.device))
     config = dataclasses.replace(config, class_idx=resolve_class(args.class_idx, network, G.c_dim))
+    columns, rows = config.grid
+    check_animation_size(output, frames, rows * G.img_resolution, columns * G.img_resolution)
     if note:
         print(f"note: {note}")
     path = write_video(interpolation_frames(G, args.seeds, config), output, args.fps)

@@ -19,6 +19,8 @@ from stylegan_core.io.atomic import atomic_file, atomic_outputs
 
 VIDEO_SUFFIXES = (".mp4", ".webp", ".gif")
 MP4_BITRATE = "12M"  # gen_video.py's bitrate
+MAX_ANIMATION_BYTES = 2 << 30
+"""Pillow builds a WebP/GIF from frames held in memory; past this many raw bytes, ask for MP4 (streamed) instead."""
 
 
 def mp4_encoder() -> str | None:
@@ -45,6 +47,16 @@ def resolve_output(path: str | os.PathLike[str]) -> tuple[Path, str | None]:
         return path, None
     fallback = path.with_suffix(".webp" if PIL.features.check("webp") else ".gif")
     return fallback, f"no MP4 encoder (pip install imageio-ffmpeg); writing {fallback} instead"
+
+
+def check_animation_size(path: str | os.PathLike[str], frames: int, height: int, width: int) -> None:
+    """Refuse, before rendering, an animated WebP/GIF whose frames would not fit comfortably in memory."""
+    size = frames * height * width * 3
+    if Path(path).suffix.lower() != ".mp4" and size > MAX_ANIMATION_BYTES:
+        raise ValueError(
+            f"{path}: {frames} frames of {width}x{height} need {size / 2**30:.1f} GiB in memory as an animation; "
+            "write .mp4 (pip install imageio-ffmpeg) or use fewer seeds / --frames-per-seed"
+        )
 
 
 def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike[str], fps: int) -> Path:
