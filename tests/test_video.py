@@ -50,6 +50,8 @@ def test_seeds_dealt_per_cell():
     config = InterpolationConfig(grid=(2, 1), num_keyframes=3)
     assert keyframe_seeds([10, 11, 12, 13], config).tolist() == [[[10, 11, 12], [13, 10, 11]]]
     assert keyframe_seeds(list(range(6)), InterpolationConfig(grid=(3, 1))).shape == (1, 3, 2)
+    with pytest.raises(ValueError, match="shuffle seed -1 is outside"):
+        InterpolationConfig(shuffle_seed=-1)
     with pytest.raises(ValueError, match="5 seeds do not divide into 2 grid cells"):
         keyframe_seeds(list(range(5)), InterpolationConfig(grid=(1, 2)))
 

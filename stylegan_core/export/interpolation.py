@@ -18,7 +18,7 @@ import torch
 
 from stylegan_core.export.generate import class_label
 from stylegan_core.export.grid import DEFAULT_NOISE_MODE
-from stylegan_core.export.seeds import seeds_to_z
+from stylegan_core.export.seeds import MAX_SEED, seeds_to_z
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -47,6 +47,8 @@ class InterpolationConfig:
             raise ValueError(f"frames per seed must be at least 1, got {self.frames_per_seed}")
         if self.num_keyframes is not None and self.num_keyframes < 1:
             raise ValueError(f"num_keyframes must be at least 1, got {self.num_keyframes}")
+        if self.shuffle_seed is not None and not 0 <= self.shuffle_seed <= MAX_SEED:
+            raise ValueError(f"shuffle seed {self.shuffle_seed} is outside 0..{MAX_SEED}")
         if self.wraps < 1:
             raise ValueError(f"wraps must be at least 1, got {self.wraps}")
 
