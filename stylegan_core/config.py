@@ -35,7 +35,7 @@ class NetworkConfig:
     channel_max: int = 512
     """Upper bound on feature maps per layer (`--cmax`)."""
     num_fp16_res: int = 4
-    """Run the N highest-resolution blocks in float16 (CUDA only; CPU always runs float32)."""
+    """Run the N highest-resolution blocks in float16 (a CPU run resolves it to 0 unless `fp16_on_cpu`)."""
     conv_clamp: int | None = 256
     """Clamp pre-activations to +-conv_clamp (protects float16 from overflow); None disables."""
     g_architecture: GArchitecture = "skip"
@@ -52,6 +52,9 @@ class NetworkConfig:
     """Use channels_last memory format inside float16 blocks (`--nhwc`)."""
     cmap_dim: int | None = None
     """Dimension of D's conditioning projection; None = channels at 4x4."""
+    fp16_on_cpu: bool = False
+    """Keep the float16 blocks when training on the CPU (slow; to test NVIDIA's mixed-precision path without a GPU).
+    Without it a CPU run resolves `num_fp16_res` to 0 (`presets.resolve_precision`); training_options.json says so."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -332,6 +335,7 @@ OVERRIDE_KEYS: dict[str, OverrideKey] = {
         "mbstd_group": OverrideKey("network", "mbstd_group", _to_int, "minibatch-stddev group"),
         "freezed": OverrideKey("network", "freezed", _to_int, "Freeze-D layers"),
         "nhwc": OverrideKey("network", "fp16_channels_last", _to_bool, "channels_last in fp16 blocks"),
+        "fp16_on_cpu": OverrideKey("network", "fp16_on_cpu", _to_bool, "keep float16 blocks on the CPU"),
         "kimg": OverrideKey("loop", "total_kimg", float, "training length in kimg"),
         "batch": OverrideKey("loop", "batch", _to_int, "global batch"),
         "batch_gpu": OverrideKey("loop", "batch_gpu", _optional(_to_int), "per-GPU batch per round"),

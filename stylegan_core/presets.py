@@ -120,11 +120,13 @@ def resolve_options(
     gpus: int = 1,
     overrides: Mapping[str, object] | None = None,
     source: str = "overrides",
+    device: str | None = None,
 ) -> TrainOptions:
     """Preset → options → overrides, with NVIDIA's coupled rules, then validated.
 
     Rules carried over from NVIDIA's train.py: `--batch` without `--batch-gpu` sets batch_gpu = batch // gpus (no
-    accumulation); resuming makes ADA react faster (ada kimg 100) and disables the EMA ramp-up.
+    accumulation); resuming makes ADA react faster (ada kimg 100) and disables the EMA ramp-up. With ``device``
+    (``"cuda"`` or ``"cpu"``, the device the run will train on) the precision policy ``resolve_precision`` applies too.
     """
     overrides = {normalize_override_key(k): v for k, v in (overrides or {}).items()}
     options = apply_overrides(options_from_preset(preset, resolution, gpus), overrides, source)
@@ -134,8 +136,27 @@ def resolve_options(
         options = dataclasses.replace(options, ada=dataclasses.replace(options.ada, kimg=100.0))
     if options.loop.resume and "ema_rampup" not in overrides:
         options = dataclasses.replace(options, loop=dataclasses.replace(options.loop, ema_rampup=None))
+    if device is not None:
+        options = resolve_precision(options, device)
     validate_options(options, gpus, source)
     return options
+
+
+def resolve_precision(options: TrainOptions, device: str) -> TrainOptions:
+    """Our one deviation from NVIDIA's option handling: a CPU run trains in float32 unless `fp16_on_cpu` is set.
+
+    The networks themselves follow NVIDIA and run their float16 blocks on any device; on the CPU that is several
+    times slower than float32 and numerically no closer to a GPU run, so training there drops to
+    ``num_fp16_res = 0``. ``conv_clamp`` stays, so the numbers equal those of the float16 network with
+    ``force_fp32=True``. Idempotent; the result is what training_options.json records.
+    """
+    device_type = device.split(":")[0]
+    if device_type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    network = options.network
+    if device_type == "cuda" or network.fp16_on_cpu or network.num_fp16_res == 0:
+        return options
+    return dataclasses.replace(options, network=dataclasses.replace(network, num_fp16_res=0))
 
 
 def batch_geometry(options: TrainOptions, world_size: int) -> tuple[int, int]:
@@ -185,5 +206,6 @@ __all__ = [
     "get_preset",
     "options_from_preset",
     "resolve_options",
+    "resolve_precision",
     "validate_options",
 ]

@@ -53,6 +53,7 @@ _BOOL_OPTIONS: dict[str, tuple[str, str]] = {
     "--mirror": ("mirror", "add x-flipped copies of the dataset [default: false]"),
     "--fp32": ("fp32", "disable mixed precision [default: false]"),
     "--nhwc": ("nhwc", "channels_last memory format in float16 layers [default: false]"),
+    "--fp16-on-cpu": ("fp16_on_cpu", "keep float16 blocks when training on a CPU (slow; for tests) [default: false]"),
     "--nobench": ("nobench", "disable cuDNN benchmarking [default: false]"),
     "--allow-tf32": ("allow_tf32", "allow TF32 for matmuls and convolutions [default: false]"),
 }
@@ -146,7 +147,10 @@ def run(args: argparse.Namespace) -> int:
     gpus = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
     dataset_name, resolution = dataset_summary(overrides["data"])
-    options = resolve_options(args.cfg, resolution, gpus, overrides, source="stylegan train")
+    from stylegan_core.training.distributed import default_device
+
+    device = default_device().type  # the device init_distributed will pick: the precision policy depends on it
+    options = resolve_options(args.cfg, resolution, gpus, overrides, source="stylegan train", device=device)
     description = run_description(dataset_name, args.cfg, gpus, options, overrides)
     if args.dry_run:
         if rank == 0:
