@@ -129,8 +129,28 @@ def test_diagnosis_names_each_missing_piece(monkeypatch: pytest.MonkeyPatch) -> 
     assert build.diagnose_environment() == "13.0"
 
 
+def test_build_check_needs_the_toolchain_but_no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch.utils.cpp_extension as cpp_extension
+
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(cpp_extension, "is_ninja_available", lambda: True)
+    monkeypatch.setattr(build, "_find_nvcc", lambda: "/opt/cuda/bin/nvcc")
+    monkeypatch.setattr(build, "_nvcc_version", lambda nvcc: "13.0")
+    assert build.diagnose_environment(require_gpu=False) == "13.0"
+    monkeypatch.delenv("TORCH_CUDA_ARCH_LIST", raising=False)
+    with pytest.raises(CudaOpsUnavailable, match="no GPU is visible") as raised:
+        build.gpu_arch_list()
+    assert "TORCH_CUDA_ARCH_LIST" in raised.value.fix
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "9.0")
+    assert build.gpu_arch_list() == "9.0"
+    complete = type("Module", (), {"bias_act": staticmethod(len), "upfirdn2d": staticmethod(len)})
+    assert build.missing_entry_points(complete) == []
+    assert build.missing_entry_points(type("Module", (), {"bias_act": staticmethod(len)})) == ["upfirdn2d"]
+
+
 def _pass_diagnosis(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
-    monkeypatch.setattr(build, "diagnose_environment", lambda: "13.0")
+    monkeypatch.setattr(build, "diagnose_environment", lambda require_gpu=True: "13.0")
     monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "9.0")
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(root))
 

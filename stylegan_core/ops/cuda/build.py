@@ -37,6 +37,8 @@ HEADERS = ("sg_ops.h", "sg_ops_math.h")
 CXX_FLAGS = ("-O3",)
 CUDA_FLAGS = ("-O3", "--expt-relaxed-constexpr")
 LOG_LINES = 12
+ENTRY_POINTS = ("bias_act", "upfirdn2d")
+"""Functions the compiled module must export (bound in sg_ops.cpp, called by bias_act_fn.py / upfirdn2d_fn.py)."""
 
 
 class CudaOpsUnavailable(RuntimeError):
@@ -136,14 +138,18 @@ def _nvcc_version(nvcc: str) -> str:
     return match.group(1) if match else ""
 
 
-def diagnose_environment() -> str:
-    """Check what a build needs before starting one; return nvcc's version or raise ``CudaOpsUnavailable``."""
+def diagnose_environment(require_gpu: bool = True) -> str:
+    """Check what a build needs before starting one; return nvcc's version or raise ``CudaOpsUnavailable``.
+
+    ``require_gpu=False`` checks only the toolchain (a CUDA torch, ninja, a matching nvcc): enough to compile, as
+    ``scripts/cuda_build_check.py`` does on a machine without a GPU.
+    """
     if torch.version.cuda is None:
         raise CudaOpsUnavailable(
             f"this PyTorch ({torch.__version__}) was built without CUDA",
             "install a CUDA build of PyTorch (https://pytorch.org/get-started/locally/)",
         )
-    if not torch.cuda.is_available():
+    if require_gpu and not torch.cuda.is_available():
         raise CudaOpsUnavailable(
             "torch.cuda.is_available() is False: no usable GPU or driver",
             "check `nvidia-smi` and CUDA_VISIBLE_DEVICES",
@@ -173,6 +179,11 @@ def gpu_arch_list() -> str:
     configured = os.environ.get("TORCH_CUDA_ARCH_LIST")
     if configured:
         return configured
+    if not torch.cuda.is_available():
+        raise CudaOpsUnavailable(
+            "no GPU is visible, so the GPU architectures to compile for are unknown",
+            "set TORCH_CUDA_ARCH_LIST, e.g. 9.0 for H100/H200 or 8.0 for A100",
+        )
     capabilities = {torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())}
     return ";".join(f"{major}.{minor}" for major, minor in sorted(capabilities))
 
@@ -227,8 +238,8 @@ def _import_from(path: Path, module_name: str) -> ModuleType:
     return module
 
 
-def _build_and_import() -> ModuleType:
-    nvcc_version = diagnose_environment()
+def _build_and_import(require_gpu: bool = True) -> ModuleType:
+    nvcc_version = diagnose_environment(require_gpu)
     arch_list = gpu_arch_list()
     sources = [SOURCE_DIR / name for name in (*COMPILED_SOURCES, *HEADERS)]
     extra = (sys.implementation.cache_tag or "", nvcc_version, *CXX_FLAGS, *CUDA_FLAGS)
@@ -256,6 +267,20 @@ def _build_and_import() -> ModuleType:
         raise CudaOpsUnavailable(
             f"the compiled ops at {library} could not be loaded: {error}", f"delete {final_dir} to rebuild"
         ) from error
+
+
+def build_without_gpu() -> ModuleType:
+    """Compile (or find in the cache) and import the module through the normal path, without needing a GPU.
+
+    For build checks on GPU-less machines: the architectures come from ``TORCH_CUDA_ARCH_LIST``. The module is not
+    remembered by ``load_extension``; nothing here launches a kernel.
+    """
+    return _build_and_import(require_gpu=False)
+
+
+def missing_entry_points(module: ModuleType) -> list[str]:
+    """The names of ``ENTRY_POINTS`` the module does not export (empty when the build is complete)."""
+    return [name for name in ENTRY_POINTS if not callable(getattr(module, name, None))]
 
 
 _lock = threading.Lock()
