@@ -52,11 +52,13 @@ lint: install
 CUDA_VENV ?= .cuda-build-check/venv
 CUDA_TORCH_SPEC ?= torch==2.14.1
 CUDA_ARCH ?= 9.0
+# torch guesses CUDA_HOME from the nvcc on PATH, which is wrong when that nvcc is a wrapper script (as in /usr/local/bin).
+CUDA_HOME ?= $(firstword $(wildcard /usr/local/cuda))
 cuda-build-check:
 	test -x $(CUDA_VENV)/bin/python || $(PYTHON) -m venv $(CUDA_VENV)
 	$(CUDA_VENV)/bin/python -c "import torch, numpy, ninja" 2>/dev/null || \
 		$(CUDA_VENV)/bin/python -m pip install -q "$(CUDA_TORCH_SPEC)" numpy ninja
-	PATH="$(abspath $(CUDA_VENV))/bin:$$PATH" PYTHONPATH="$(CURDIR)" \
+	PATH="$(abspath $(CUDA_VENV))/bin:$$PATH" PYTHONPATH="$(CURDIR)" CUDA_HOME="$(CUDA_HOME)" \
 		TORCH_CUDA_ARCH_LIST="$${TORCH_CUDA_ARCH_LIST:-$(CUDA_ARCH)}" \
 		nice -n 10 $(CUDA_VENV)/bin/python scripts/cuda_build_check.py $(CUDA_CHECK_ARGS)
 

@@ -128,6 +128,19 @@ def _find_nvcc() -> str | None:
     return shutil.which("nvcc")
 
 
+def _toolkit_problem() -> str | None:
+    """Why torch's CUDA_HOME cannot build an extension, or None. torch compiles and links against CUDA_HOME's
+    ``include`` and ``lib64``; when CUDA_HOME is unset it guesses it from the nvcc on PATH, which is wrong if that nvcc
+    is a wrapper script (e.g. /usr/local/bin/nvcc gives /usr/local): the build then fails at link time."""
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    if CUDA_HOME is None:
+        return "torch found no CUDA toolkit (CUDA_HOME unset and no nvcc on PATH)"
+    if not (Path(CUDA_HOME) / "include" / "cuda_runtime.h").is_file():
+        return f"CUDA_HOME={CUDA_HOME} is not a CUDA toolkit (no include/cuda_runtime.h; guessed from a wrapper nvcc?)"
+    return None
+
+
 def _nvcc_version(nvcc: str) -> str:
     """``"13.0"`` from ``nvcc --version``, or ``""`` when it cannot be read."""
     try:
@@ -165,6 +178,9 @@ def diagnose_environment(require_gpu: bool = True) -> str:
             f"install the CUDA toolkit {torch.version.cuda} (conda's cudatoolkit has no nvcc: use the cuda-nvcc "
             "package or NVIDIA's installer) and set CUDA_HOME to it",
         )
+    problem = _toolkit_problem()
+    if problem is not None:
+        raise CudaOpsUnavailable(problem, "set CUDA_HOME to the CUDA toolkit folder, e.g. /usr/local/cuda")
     version = _nvcc_version(nvcc)
     if version and version.split(".")[0] != torch.version.cuda.split(".")[0]:
         raise CudaOpsUnavailable(
@@ -199,7 +215,7 @@ def _is_build_noise(line: str) -> bool:
 def summarize_build_log(log: str, max_lines: int = LOG_LINES) -> str:
     """The compiler's distinct error lines (or, failing that, the first lines) of a build log."""
     lines = [line.rstrip() for line in log.splitlines() if line.strip() and not _is_build_noise(line)]
-    errors = [line for line in lines if re.search(r"\berror\b|fatal", line, re.IGNORECASE)]
+    errors = [line for line in lines if re.search(r"\berror\b|fatal|cannot find -l", line, re.IGNORECASE)]
     return "\n".join(list(dict.fromkeys(errors or lines))[:max_lines])
 
 
@@ -254,10 +270,13 @@ def _build_and_import(require_gpu: bool = True) -> ModuleType:
             _compile_into(temp_dir, module_name, arch_list)
         except Exception as error:
             log_path.write_text(str(error))
+            fix = (
+                "a library is missing at link time: set CUDA_HOME to the CUDA toolkit folder"
+                if "cannot find -l" in str(error)
+                else "a gcc/g++ newer than this nvcc supports is the usual cause (set CC and CXX to a supported one)"
+            )
             raise CudaOpsUnavailable(
-                "compiling the CUDA ops failed:\n" + summarize_build_log(str(error)),
-                f"a gcc/g++ newer than this nvcc supports is the usual cause (set CC and CXX to a supported one); "
-                f"full log: {log_path}",
+                "compiling the CUDA ops failed:\n" + summarize_build_log(str(error)), f"{fix}; full log: {log_path}"
             ) from error
 
     library = build_once(final_dir, artifact, build)
