@@ -75,7 +75,7 @@ def check_toolchain(cuda_torch: bool) -> list[Check]:
     found = [_check_nvcc(_find_nvcc(), torch.version.cuda, missing)]
     problem = _toolkit_problem() if cuda_torch and found[0].status == "ok" else None
     if problem is not None:  # nvcc runs, but torch would compile and link against the wrong folder
-        found.append(Check("cuda_home", "error", problem, "set CUDA_HOME to the CUDA toolkit folder, e.g. /usr/local/cuda"))
+        found.append(Check("cuda_home", "error", problem, "set CUDA_HOME to the toolkit folder, e.g. /usr/local/cuda"))
     ninja = shutil.which("ninja")
     describe_ninja = lambda out: f"{_first_line(out)} at {ninja}"  # noqa: E731
     found.append(_check_tool("ninja", ninja, missing, "`pip install ninja`", describe_ninja))
