@@ -4,6 +4,7 @@ Generalises `train_cpu.py` (its fixed tiny configuration is `--resolution 32 --c
 --cmax 64 --map 2 --fp32 --p 0.2`). The configuration is NVIDIA's preset (`--cfg`) at `--resolution` with only the
 options given here changed; the dataset is generated (64 smooth random images) unless `--data` is given.
 
+The image grids are 2x2 (NVIDIA's default renders up to 1024 images at start and end, minutes on a CPU).
 sec/kimg follows NVIDIA's tick line: time per tick divided by the tick's kimg, excluding maintenance (snapshots),
 averaged over the ticks after the first (which pays for cuDNN autotuning and the ops build). `--impl` picks the ops
 implementation for the whole run (STYLEGAN_OPS_IMPL); `cuda` fails loudly if the compiled ops cannot be used.
@@ -77,7 +78,7 @@ def overrides_of(args: argparse.Namespace, data: Path) -> dict[str, object]:
     given = {"batch": args.batch, "cbase": args.cbase, "cmax": args.cmax, "map": args.map}
     return {
         "data": str(data), "kimg": args.kimg, "tick": args.tick or args.kimg / 4, "augpipe": args.augpipe,
-        "p": args.p, "metrics": "none", "workers": 0, "snap": "none", "fp32": args.fp32,
+        "p": args.p, "metrics": "none", "workers": 0, "snap": "none", "fp32": args.fp32, "grid": "2x2",
         "fp16_on_cpu": args.fp16_on_cpu, **{key: value for key, value in given.items() if value is not None},
     }  # fmt: skip
 

@@ -145,8 +145,8 @@ def resolve_options(
 def resolve_precision(options: TrainOptions, device: str) -> TrainOptions:
     """Our one deviation from NVIDIA's option handling: a CPU run trains in float32 unless `fp16_on_cpu` is set.
 
-    The networks themselves follow NVIDIA and run their float16 blocks on any device; on the CPU that is several
-    times slower than float32 and numerically no closer to a GPU run, so training there drops to
+    The networks themselves follow NVIDIA and run their float16 blocks on any device; on the CPU that is about ten
+    times slower than float32 (benchmarks/RESULTS.md) and no closer to a GPU run, so training there drops to
     ``num_fp16_res = 0``. ``conv_clamp`` stays, so the numbers equal those of the float16 network with
     ``force_fp32=True``. Idempotent; the result is what training_options.json records.
     """
