@@ -7,7 +7,7 @@ options given here changed; the dataset is generated (64 smooth random images) u
 The image grids are 2x2 (NVIDIA's default renders up to 1024 images at start and end, minutes on a CPU).
 sec/kimg follows NVIDIA's tick line: time per tick divided by the tick's kimg, excluding maintenance (snapshots),
 averaged over the ticks after the first (which pays for cuDNN autotuning and the ops build). `--impl` picks the ops
-implementation for the whole run (STYLEGAN_OPS_IMPL); `cuda` fails loudly if the compiled ops cannot be used.
+implementation for the whole run (the `ops_impl` option); `cuda` fails loudly if the compiled ops cannot be used.
 On a CPU float16 blocks are dropped by the training policy unless `--fp16-on-cpu`; the JSON shows what ran
 (`num_fp16_res`). The JSON also gives the equivalent command line of NVIDIA's stylegan2-ada-pytorch `train.py`.
 
@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import io
 import json
-import os
 import resource
 import sys
 import tempfile
@@ -34,6 +33,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from stylegan_core.ops.dispatch import set_process_impl  # noqa: E402
 from stylegan_core.presets import resolve_options  # noqa: E402
 from stylegan_core.training import TrainCallbacks, train  # noqa: E402
 from stylegan_core.training.distributed import DistributedContext  # noqa: E402
@@ -79,6 +79,7 @@ def overrides_of(args: argparse.Namespace, data: Path) -> dict[str, object]:
     return {
         "data": str(data), "kimg": args.kimg, "tick": args.tick or args.kimg / 4, "augpipe": args.augpipe,
         "p": args.p, "metrics": "none", "workers": 0, "snap": "none", "fp32": args.fp32, "grid": "2x2",
+        "ops_impl": args.impl,
         "fp16_on_cpu": args.fp16_on_cpu, **{key: value for key, value in given.items() if value is not None},
     }  # fmt: skip
 
@@ -96,7 +97,7 @@ def nvidia_command(args: argparse.Namespace) -> str:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
-    os.environ["STYLEGAN_OPS_IMPL"] = args.impl
+    set_process_impl(args.impl)  # what the training worker does with the ops_impl option
     with tempfile.TemporaryDirectory() as temp:
         data = Path(args.data) if args.data else write_dataset(Path(temp) / "bench.zip", 64, args.resolution)
         options = resolve_options(args.cfg, args.resolution, 1, overrides_of(args, data), "benchmark", args.device)
