@@ -51,7 +51,10 @@ def test_cli_matches_nvidia_grid_and_files(tmp_path, reference_G):
 def test_mixing_takes_exactly_the_chosen_styles(reference_G):
     # Mixing every style gives the column image; mixing none of the effective ones changes the row image.
     all_styles = style_mix_images(reference_G, [85], [55], range(reference_G.num_ws))
-    assert np.array_equal(all_styles[(85, 55)], all_styles[(55, 55)])
+    # The mix is synthesised alone, the column's own image in a batch of two: other conv blocking, so a pixel may
+    # round to the next grey level on some CPU; taking the wrong styles would move many pixels by far more.
+    mixed, own = (all_styles[key].astype(np.int16) for key in ((85, 55), (55, 55)))
+    assert np.abs(mixed - own).max() <= 1
     fine_only = style_mix_images(reference_G, [85], [55], [reference_G.num_ws - 1])
     coarse = style_mix_images(reference_G, [85], [55], [0, 1])
     assert not np.array_equal(fine_only[(85, 55)], coarse[(85, 55)])
