@@ -169,20 +169,26 @@ def _triage(problems: Iterable[BadFileError], on_error: str) -> tuple[SkippedFil
 def _choose_channels(
     reader: SourceReader, items: list[SourceItem], options: IngestOptions, progress: bool
 ) -> tuple[list[SourceItem], int, tuple[SkippedFile, ...]]:
-    """The output channel count; `auto` reads every header first to know whether all sources are grey."""
+    """The output channel count; `auto` reads headers in order until the first colour image (every header only
+    when all are grey). Files not scanned are still checked when they are decoded, with the same messages."""
     if options.channels != "auto":
         return items, options.output_channels(all_sources_grey=False), ()
     # Headers are a few hundred bytes each: one process reads them faster than a pool starts.
     headers = ordered_map(header_task, (reader, options.max_pixels), items, 1, progress, "scan headers")
-    kept, skipped, all_grey = [], [], True
+    kept: list[SourceItem] = []
+    skipped: list[BadFileError] = []
+    all_grey = True
     with contextlib.closing(headers):
         for item, header in zip(items, headers, strict=True):
             if isinstance(header, BadFileError):
                 skipped.append(header)
                 continue
             kept.append(item)
-            all_grey = all_grey and header.is_grey
-    return kept, options.output_channels(all_grey), _triage(skipped, options.on_error)
+            if not header.is_grey:
+                all_grey = False
+                break
+    unscanned = items[len(kept) + len(skipped) :]
+    return [*kept, *unscanned], options.output_channels(all_grey), _triage(skipped, options.on_error)
 
 
 def _write_archive(
