@@ -246,7 +246,8 @@ def _import_in_background(*modules: str) -> Callable[[], None]:
         except BaseException as error:  # handed to the main thread
             errors.append(error)
 
-    thread = threading.Thread(target=load, name="import-manifest-writer", daemon=True)
+    # Not a daemon: an interpreter that exits early (bad input) waits for the import instead of freezing it midway.
+    thread = threading.Thread(target=load, name="import-manifest-writer")
     thread.start()
 
     def wait() -> None:
