@@ -48,3 +48,17 @@ def test_help_lists_every_command_as_its_module_describes_it() -> None:
         importlib.import_module(module).register(subparsers)
         helps = {action.dest: action.help for action in subparsers._choices_actions}
         assert helps == {name: summary}
+
+
+def test_every_sub_command_module_is_in_the_table() -> None:
+    # A new `stylegan_core/cli/<name>.py` with `register` must also get a row in COMMANDS, or it never runs.
+    import pkgutil
+
+    import stylegan_core.cli
+
+    listed = {module for _, module, _ in COMMANDS}
+    for info in pkgutil.iter_modules(stylegan_core.cli.__path__, "stylegan_core.cli."):
+        if info.name.endswith("__main__"):
+            continue
+        if hasattr(importlib.import_module(info.name), "register"):
+            assert info.name in listed, f"{info.name} has register() but no row in stylegan_core.cli.COMMANDS"
