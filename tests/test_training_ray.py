@@ -26,7 +26,7 @@ from stylegan_core.training.ray_launcher import RayLaunchConfig, RayLaunchError,
 
 ray = pytest.importorskip("ray", reason="install the test extra: pip install -e .[test]")
 
-# Global batch 8 as two workers x 4; 12 iterations in 6 ticks, a snapshot every tick: enough ticks for a kill to land
+# Global batch 8 as two workers x 4; 12 iterations in 7 ticks (tick 0 is one iteration), a snapshot every tick: enough ticks for a kill to land
 # mid-run. pl_weight 0: pl_mean is a per-rank running mean, which legitimately depends on how ranks split the batch.
 RUN = {"cond": True, "aug": "noaug", "batch": 8, "batch_gpu": 4, "kimg": 0.096, "tick": 0.016, "snap": 1,
        "pl_weight": 0, "grid": "2x2"}  # fmt: skip
@@ -80,7 +80,7 @@ def test_two_ray_workers_match_two_torchrun_processes(uninterrupted, options, tm
     assert result.job_id and result.address
     for name in NVIDIA_LAYOUT:
         assert (ray_dir / name).is_file(), name
-    assert len(list(ray_dir.glob("fakes0*.png"))) == 6 and len(list((ray_dir / "snapshots").glob("*.pt"))) == 6
+    assert len(list(ray_dir.glob("fakes0*.png"))) == 7 and len(list((ray_dir / "snapshots").glob("*.pt"))) == 7
     assert not list(ray_dir.glob(".storage-probe-*")) and not (ray_dir / ray_launcher.ABORT_FILE).exists()
 
     torchrun_dir = tmp_path / "torchrun"

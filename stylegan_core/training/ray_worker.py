@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from stylegan_core.config import TrainOptions
+from stylegan_core.io.snapshot import find_latest_snapshot
 from stylegan_core.training.callbacks import TickInfo, TrainCallbacks
 from stylegan_core.training.distributed import DistributedContext, gather_objects
 from stylegan_core.training.loop import TrainingDivergedError
@@ -47,6 +48,7 @@ def ray_train_loop(config: dict[str, Any]) -> dict[str, Any]:
         on_tick=lambda tick: last_tick.__setitem__(slice(None), [tick]),
         should_abort=lambda: (run_dir / ABORT_FILE).exists(),
     )
+    resumed_from = find_latest_snapshot(run_dir)  # what run_training continues from (None: a fresh start)
     try:
         result = run_training(options, run_dir, callbacks, world=world)
     except TrainingDivergedError as error:
@@ -56,7 +58,7 @@ def ray_train_loop(config: dict[str, Any]) -> dict[str, Any]:
         "status": "done",
         "result": summary,
         "last_tick": dataclasses.asdict(last_tick[0]) if last_tick else None,
-        "resumed_from": options.loop.resume,
+        "resumed_from": str(resumed_from) if resumed_from else options.loop.resume,
         "world_size": world.world_size,
     }
 
