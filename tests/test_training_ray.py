@@ -11,7 +11,6 @@ import shutil
 import signal
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -26,8 +25,9 @@ from stylegan_core.training.ray_launcher import RayLaunchConfig, RayLaunchError,
 
 ray = pytest.importorskip("ray", reason="install the test extra: pip install -e .[test]")
 
-# Global batch 8 as two workers x 4; 12 iterations in 7 ticks (tick 0 is one iteration), a snapshot every tick: enough ticks for a kill to land
-# mid-run. pl_weight 0: pl_mean is a per-rank running mean, which legitimately depends on how ranks split the batch.
+# Global batch 8 as two workers x 4; 12 iterations in 7 ticks (tick 0 is one iteration), a snapshot every tick: enough
+# ticks for a kill to land mid-run. pl_weight 0: pl_mean is a per-rank running mean, which legitimately depends on
+# how ranks split the batch.
 RUN = {"cond": True, "aug": "noaug", "batch": 8, "batch_gpu": 4, "kimg": 0.096, "tick": 0.016, "snap": 1,
        "pl_weight": 0, "grid": "2x2"}  # fmt: skip
 NVIDIA_LAYOUT = ("training_options.json", "log.txt", "stats.jsonl", "reals.png", "fakes_init.png")
@@ -188,7 +188,7 @@ def test_run_directory_the_workers_cannot_see_is_refused(ray_instance, options, 
     elsewhere = tmp_path / "driver-disk"
     elsewhere.mkdir()
     real_probe_file = ray_launcher.probe_file
-    monkeypatch.setattr(ray_launcher, "probe_file", lambda run_dir, nonce, rank: real_probe_file(elsewhere, nonce, rank))
+    monkeypatch.setattr(ray_launcher, "probe_file", lambda _dir, nonce, rank: real_probe_file(elsewhere, nonce, rank))
     run_dir = tmp_path / "run"
     with pytest.raises(RayLaunchError) as caught:
         train_on_ray(options, run_dir, RayLaunchConfig(num_workers=2, max_failures=2))
@@ -258,3 +258,41 @@ def test_cli_ray_launcher_validates_geometry_then_reports_unreachable_cluster(tm
     assert err.startswith(f"stylegan train: cannot reach the Ray cluster at {address!r}") and "\n" not in err
     assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
 
+
+
+@pytest.mark.slow
+def test_dagster_cli_materialises_network_on_ray_then_metrics_and_samples(ray_instance, tmp_path):
+    import dagster as dg
+    from dagster_support import SHARED_CACHE, write_test_specs
+
+    from dagster_project import demo
+
+    home, artifacts = tmp_path / "dagster_home", tmp_path / "artifacts"
+    specs = write_test_specs(tmp_path / "specs")
+    env = {key: value for key, value in os.environ.items() if not key.startswith(("STYLEGAN_", "DAGSTER_"))}
+    env |= {
+        "DAGSTER_HOME": str(home), "STYLEGAN_ARTIFACTS": str(artifacts), "STYLEGAN_CACHE_DIR": str(SHARED_CACHE),
+        "STYLEGAN_SPECS": str(specs), "STYLEGAN_IMAGE_WORKERS": "1", "STYLEGAN_DEVICE": "cpu",
+        "STYLEGAN_LAUNCHER": "ray", "STYLEGAN_RAY_ADDRESS": ray_instance, "STYLEGAN_RAY_NUM_WORKERS": "1",
+        "STYLEGAN_RAY_MAX_FAILURES": "1", "DAGSTER_DISABLE_TELEMETRY": "1", "GX_ANALYTICS_ENABLED": "false",
+    }  # fmt: skip
+    home.mkdir()
+    shutil.copyfile(demo.REPO_ROOT / "dagster_project" / "dagster.yaml", home / "dagster.yaml")
+    demo.materialize(["raw_images", "dataset", "real_features"], "16", env)
+    demo.materialize(["network", "metrics", "samples"], "ci-tiny|16", env)
+
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        network = instance.get_latest_materialization_event(dg.AssetKey(["shapes", "network"]))
+        metadata = network.asset_materialization.metadata
+        assert metadata["launcher"].value == "ray" and metadata["ray_address"].value == ray_instance
+        assert metadata["ray_job_id"].value and metadata["world_size"].value == 1
+        assert metadata["kimg"].value == pytest.approx(0.016) and Path(metadata["snapshot"].value).is_file()
+        for name in ("metrics", "samples"):
+            assert instance.get_latest_materialization_event(dg.AssetKey(["shapes", name])) is not None, name
+        logs = [record.user_message for record in instance.all_logs(network.run_id)]
+        assert any(message.startswith(f"Ray job {metadata['ray_job_id'].value} on cluster") for message in logs)
+        assert any(message.startswith("tick 1 ") and "kimg" in message and "augment" in message for message in logs)
+    run_dir = Path(metadata["run_dir"].value)
+    for name in NVIDIA_LAYOUT:
+        assert (run_dir / name).is_file(), name
+    assert list(run_dir.glob("metric-*.jsonl")) and list(run_dir.glob("samples/*/samples-psi*.png"))
