@@ -11,6 +11,7 @@ import shutil
 import signal
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -296,3 +297,39 @@ def test_dagster_cli_materialises_network_on_ray_then_metrics_and_samples(ray_in
     for name in NVIDIA_LAYOUT:
         assert (run_dir / name).is_file(), name
     assert list(run_dir.glob("metric-*.jsonl")) and list(run_dir.glob("samples/*/samples-psi*.png"))
+
+
+@pytest.mark.slow
+def test_interrupted_ray_driver_stops_its_workers_after_a_final_snapshot(ray_instance, options, tmp_path):
+    """What cancelling the Dagster run does: SIGINT to the driver (the Pipes client's first step)."""
+    import dataclasses
+    import json
+    import subprocess
+    import sys
+
+    from dagster_project.train_worker import OPTIONS_FILE
+
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    endless = dataclasses.replace(options, loop=dataclasses.replace(options.loop, total_kimg=100.0))
+    (run_dir / OPTIONS_FILE).write_text(json.dumps(endless.to_dict()))
+    command = [sys.executable, "-m", "dagster_project.ray_driver", f"--run-dir={run_dir}",
+               f"--ray-address={ray_instance}", "--num-workers=1"]  # fmt: skip
+    driver = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 600
+        while find_latest_snapshot(run_dir) is None and driver.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert driver.poll() is None, driver.stdout.read()[-3000:]
+        driver.send_signal(signal.SIGINT)
+        output, _ = driver.communicate(timeout=300)
+    finally:
+        driver.kill()
+    assert driver.returncode == 1, output[-3000:]  # aborted: the materialisation is reported, the step fails
+    assert "Abort requested" in (run_dir / "log.txt").read_text()
+    final = load_snapshot(find_latest_snapshot(run_dir))
+    assert 0 < final["progress"]["cur_nimg"] < 100_000 and not (run_dir / ray_launcher.ABORT_FILE).exists()
+    deadline = time.monotonic() + 60
+    while _ray_workers() and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert _ray_workers() == []
