@@ -128,6 +128,8 @@ class StyleGANResource(dg.ConfigurableResource):
 
     def world_size(self) -> int:
         if self.launcher_name() == "ray":
+            if self.num_workers < 1:
+                raise ValueError(f"num_workers must be at least 1 with launcher ray, got {self.num_workers}")
             return self.num_workers
         return self.processes_per_node() * self.nnodes
 

@@ -333,3 +333,23 @@ def test_interrupted_ray_driver_stops_its_workers_after_a_final_snapshot(ray_ins
     while _ray_workers() and time.monotonic() < deadline:
         time.sleep(0.5)
     assert _ray_workers() == []
+
+
+def test_resource_launcher_settings_from_env_reach_the_driver_arguments(monkeypatch):
+    from dagster_project.ray_driver import parse_args
+    from dagster_project.resources import StyleGANResource
+
+    for name, value in {"STYLEGAN_LAUNCHER": "ray", "STYLEGAN_RAY_ADDRESS": "10.0.0.1:6379",
+                        "STYLEGAN_RAY_NUM_WORKERS": "4", "STYLEGAN_RAY_MAX_FAILURES": "2"}.items():  # fmt: skip
+        monkeypatch.setenv(name, value)
+    resource = StyleGANResource.from_env()
+    assert resource.launcher_name() == "ray" and resource.world_size() == 4
+    args, config = parse_args(["--run-dir=r", *resource.ray_arguments()])
+    assert config == RayLaunchConfig(address="10.0.0.1:6379", num_workers=4, max_failures=2)
+    _, config = parse_args(["--run-dir=r", "--use-gpu=true", '--resources-per-worker={"CPU": 4, "GPU": 1}'])
+    assert config.use_gpu is True and config.resources_per_worker == {"CPU": 4.0, "GPU": 1.0}
+    with pytest.raises(ValueError, match="launcher must be one of torchrun, ray, got 'slurm'"):
+        StyleGANResource(launcher="slurm").world_size()
+    with pytest.raises(ValueError, match="num_workers must be at least 1"):
+        StyleGANResource(launcher="ray", num_workers=0).world_size()
+    assert StyleGANResource(nproc_per_node="2").world_size() == 2  # torchrun stays the default
