@@ -39,6 +39,11 @@ def ray_instance():
     # A short private temp dir: Ray's unix sockets must fit in 107 characters, and no other Ray on the machine is
     # picked up by accident.
     temp_dir = tempfile.mkdtemp(prefix="sgray", dir="/tmp")
+    # Two Ray Train helpers this single-node CPU instance does not need (pre-emption watching, metrics export): fewer
+    # actors to start on 2 shared cores. Set before ray.init so the raylet and every worker inherit them.
+    tuned = {"RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0", "RAY_TRAIN_METRICS_ENABLED": "0"}
+    saved = {name: os.environ.get(name) for name in tuned}
+    os.environ.update(tuned)
     ray.init(num_cpus=2, object_store_memory=100 * 2**20, include_dashboard=False, _temp_dir=temp_dir,
              configure_logging=False, log_to_driver=False)  # fmt: skip
     try:
@@ -46,6 +51,8 @@ def ray_instance():
     finally:
         ray.shutdown()
         shutil.rmtree(temp_dir, ignore_errors=True)
+        for name, value in saved.items():
+            os.environ.pop(name) if value is None else os.environ.__setitem__(name, value)
 
 
 @pytest.fixture(scope="module")
