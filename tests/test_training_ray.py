@@ -271,9 +271,10 @@ def test_cli_ray_launcher_validates_geometry_then_reports_unreachable_cluster(tm
 @pytest.mark.slow
 def test_dagster_cli_materialises_network_on_ray_then_metrics_and_samples(ray_instance, tmp_path):
     import dagster as dg
-    from dagster_support import SHARED_CACHE, write_test_specs
+    from dagster_support import SHARED_CACHE, cpu_resource, materialize, write_test_specs
 
     from dagster_project import demo
+    from dagster_project.definitions import build_definitions
 
     home, artifacts = tmp_path / "dagster_home", tmp_path / "artifacts"
     specs = write_test_specs(tmp_path / "specs")
@@ -286,7 +287,10 @@ def test_dagster_cli_materialises_network_on_ray_then_metrics_and_samples(ray_in
     }  # fmt: skip
     home.mkdir()
     shutil.copyfile(demo.REPO_ROOT / "dagster_project" / "dagster.yaml", home / "dagster.yaml")
-    demo.materialize(["raw_images", "dataset", "real_features"], "16", env)
+    # The dataset side in process (not under test here; saves one CLI start), then the training side through the CLI.
+    with dg.instance_for_test() as scratch:
+        defs = build_definitions(specs, cpu_resource(artifacts))
+        materialize(defs, ["shapes/raw_images", "shapes/dataset", "shapes/real_features"], "16", scratch)
     demo.materialize(["network", "metrics", "samples"], "ci-tiny|16", env)
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
