@@ -20,8 +20,9 @@ from pathlib import Path
 
 from dagster_pipes import PipesContext, open_dagster_pipes
 
-from dagster_project.train_worker import OPTIONS_FILE, _metadata_value, materialization_metadata, sha256_file
+from dagster_project.train_worker import _metadata_value, materialization_metadata
 from stylegan_core.config import TrainOptions
+from stylegan_core.io.atomic import sha256_file
 from stylegan_core.training.callbacks import TickInfo, TrainResult
 from stylegan_core.training.ray_launcher import (
     RayLaunchConfig,
@@ -32,6 +33,7 @@ from stylegan_core.training.ray_launcher import (
     parse_bool,
     train_on_ray,
 )
+from stylegan_core.training.worker import OPTIONS_FILE
 
 
 class LogFollower:
@@ -75,6 +77,21 @@ def parse_args(argv: Sequence[str] | None) -> tuple[argparse.Namespace, RayLaunc
     return args, config
 
 
+def read_options(path: Path, world_size: int) -> TrainOptions:
+    """The resolved options the asset wrote, checked against the Ray world size (as the CLI and specs check them)."""
+    from stylegan_core.options import OptionError
+    from stylegan_core.presets import validate_options
+
+    try:
+        options = TrainOptions.from_dict(json.loads(path.read_text(encoding="utf-8")))
+        validate_options(options, world_size)
+    except OptionError as error:
+        raise ValueError(f"{path}: {error}") from None
+    except (OSError, ValueError, TypeError) as error:
+        raise ValueError(f"{path}: cannot read training options: {error}") from None
+    return options
+
+
 def run(options: TrainOptions, run_dir: Path, config: RayLaunchConfig, pipes: PipesContext) -> RayRunResult:
     import ray
 
@@ -112,7 +129,7 @@ def report(done: RayRunResult, pipes: PipesContext) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     try:
         args, config = parse_args(argv)
-        options = TrainOptions.from_dict(json.loads((args.run_dir / OPTIONS_FILE).read_text()))
+        options = read_options(args.run_dir / OPTIONS_FILE, config.num_workers)
     except (OSError, ValueError) as error:
         print(f"ray_driver: {error}", file=sys.stderr)
         return 2

@@ -318,7 +318,7 @@ def test_interrupted_ray_driver_stops_its_workers_after_a_final_snapshot(ray_ins
     import subprocess
     import sys
 
-    from dagster_project.train_worker import OPTIONS_FILE
+    from stylegan_core.training.worker import OPTIONS_FILE
 
     run_dir = tmp_path / "run"
     run_dir.mkdir()
