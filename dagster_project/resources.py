@@ -25,7 +25,12 @@ ENV_FIELDS = {
     "STYLEGAN_NNODES": "nnodes",
     "STYLEGAN_RDZV_ENDPOINT": "rdzv_endpoint",
     "STYLEGAN_TERMINATION_TIMEOUT_S": "termination_timeout_s",
+    "STYLEGAN_LAUNCHER": "launcher",
+    "STYLEGAN_RAY_ADDRESS": "ray_address",
+    "STYLEGAN_RAY_NUM_WORKERS": "num_workers",
+    "STYLEGAN_RAY_MAX_FAILURES": "max_failures",
 }
+LAUNCHERS = ("torchrun", "ray")
 
 
 class StyleGANResource(dg.ConfigurableResource):
@@ -47,7 +52,20 @@ class StyleGANResource(dg.ConfigurableResource):
     rdzv_endpoint: str = ""
     """host:port of this (rank-0) machine for multi-machine training; empty = standalone on one machine."""
     termination_timeout_s: float = 60.0
-    """On cancellation: seconds between SIGINT to the torchrun process group and SIGKILL."""
+    """On cancellation: seconds between SIGINT to the training process group and SIGKILL."""
+    launcher: str = "torchrun"
+    """torchrun: processes on this machine (and nnodes-1 others started by hand); ray: Ray Train workers on a Ray
+    cluster, restarted from the latest snapshot when one is lost (docs/scaling.md)."""
+    ray_address: str = ""
+    """launcher=ray: '' = a private local Ray instance; 'auto'; 'host:port' (GCS) or 'ray://host:port' (Ray Client)."""
+    num_workers: int = 1
+    """launcher=ray: training workers (one per GPU with use_gpu); the world size batch geometry is checked against."""
+    use_gpu: str = "auto"
+    """launcher=ray: auto = when the cluster has GPUs; true or false."""
+    resources_per_worker: dict[str, float] = {}
+    """launcher=ray: Ray resources each worker reserves, e.g. {CPU: 8, GPU: 1}; empty = Ray Train's default."""
+    max_failures: int = 0
+    """launcher=ray: worker-group restarts allowed (each resumes from the latest snapshot) before the run fails."""
 
     @classmethod
     def from_env(cls) -> StyleGANResource:
@@ -109,7 +127,27 @@ class StyleGANResource(dg.ConfigurableResource):
         return int(self.nproc_per_node)
 
     def world_size(self) -> int:
+        if self.launcher_name() == "ray":
+            if self.num_workers < 1:
+                raise ValueError(f"num_workers must be at least 1 with launcher ray, got {self.num_workers}")
+            return self.num_workers
         return self.processes_per_node() * self.nnodes
+
+    def launcher_name(self) -> str:
+        name = self.launcher.strip().lower()
+        if name not in LAUNCHERS:
+            raise ValueError(f"launcher must be one of {', '.join(LAUNCHERS)}, got {self.launcher!r}")
+        return name
+
+    def ray_arguments(self) -> list[str]:
+        """Arguments of `python -m dagster_project.ray_driver` for this resource's Ray settings (validated there)."""
+        import json
+
+        return [
+            f"--ray-address={self.ray_address}", f"--num-workers={self.num_workers}",
+            f"--max-failures={self.max_failures}", f"--use-gpu={self.use_gpu}",
+            f"--resources-per-worker={json.dumps(dict(self.resources_per_worker))}",
+        ]  # fmt: skip
 
     def torchrun_args(self, node_rank: int = 0) -> list[str]:
         """Arguments for `python -m torch.distributed.run`; this machine is node 0, so it holds global rank 0."""

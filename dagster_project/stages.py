@@ -24,6 +24,7 @@ from dagster_project.training import (
     current_snapshot,
     plan_training,
     prepare_run_dir,
+    ray_driver_command,
     record_current_run,
     torchrun_command,
     worker_env,
@@ -243,7 +244,7 @@ def launch_training(
     stylegan: StyleGANResource,
     client: Any,
 ) -> dg.MaterializeResult:
-    """Plan the run directory, then run torchrun through Pipes; rank 0 reports the materialisation."""
+    """Plan the run directory, then run torchrun (or the Ray driver) through Pipes; it reports the materialisation."""
     facts = dataset_facts(spec, partition.resolution, stylegan)
     require_validated(facts)
     preset, overrides = spec_utils.config_of(spec, partition.config)
@@ -254,9 +255,13 @@ def launch_training(
     plan = plan_training(run_root, preset, overrides, partition.resolution, stylegan.world_size(), facts, where)
     prepare_run_dir(plan, facts, partition.key)
     context.log.info(f"{plan.mode} run in {plan.run_dir}" + (f" from {plan.resume}" if plan.resume else ""))
-    command = torchrun_command(stylegan, plan.run_dir)
-    for node_rank in range(1, stylegan.nnodes):
-        context.log.info(f"start on node {node_rank}: " + " ".join(torchrun_command(stylegan, plan.run_dir, node_rank)))
+    if stylegan.launcher_name() == "ray":
+        command = ray_driver_command(stylegan, plan.run_dir)
+    else:
+        command = torchrun_command(stylegan, plan.run_dir)
+        for node_rank in range(1, stylegan.nnodes):
+            other = torchrun_command(stylegan, plan.run_dir, node_rank)
+            context.log.info(f"start on node {node_rank}: " + " ".join(other))
     env = {**worker_env(), "STYLEGAN_CACHE_DIR": str(stylegan.cache_root())}
     invocation = client.run(context=context, command=command, env=env, cwd=str(REPO_ROOT))
     result = invocation.get_materialize_result()

@@ -160,6 +160,11 @@ def torchrun_command(sg: StyleGANResource, run_dir: Path, node_rank: int = 0) ->
     ]  # fmt: skip
 
 
+def ray_driver_command(sg: StyleGANResource, run_dir: Path) -> list[str]:
+    """The Ray driver runs here, under Pipes; Ray places the workers (docs/scaling.md)."""
+    return [sys.executable, "-m", "dagster_project.ray_driver", "--run-dir", str(run_dir), *sg.ray_arguments()]
+
+
 def worker_env() -> dict[str, str]:
     # The worker imports dagster_project from the repository even when the package is not installed.
     python_path = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)

@@ -22,6 +22,7 @@ from pathlib import Path
 from stylegan_core.config import TrainOptions
 from stylegan_core.options import FP32_HELP, OVERRIDE_KEYS, OptionError, OverrideKey, flag_name, parse_value
 from stylegan_core.presets import PRESET_NAMES, preset_fields, resolve_options
+from stylegan_core.training.ray_launcher import add_launcher_arguments, launch_config_from_args
 
 # Flags of `stylegan train` that are not training options (the run's place and shape, not its content).
 COMMAND_FLAGS = ("--outdir", "--cfg", "--gpus", "--dry-run")
@@ -73,6 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                             help=option_help(row, from_preset), required=key == "data", **extra)  # fmt: skip
     parser.add_argument("--fp32", dest="fp32", default=None, nargs="?", const="1", metavar="BOOL",
                         type=_checked("fp32"), help=f"{FP32_HELP} [default: false]")  # fmt: skip
+    add_launcher_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -168,9 +170,11 @@ def run(args: argparse.Namespace) -> int:
         from stylegan_core.cli.locate import resolve_network
 
         overrides["resume"] = str(resolve_network(overrides["resume"], "--resume", Path(args.outdir)))
-    gpus = int(os.environ.get("WORLD_SIZE", "1"))
+    ray_config = launch_config_from_args(args)
+    gpus = ray_config.num_workers if ray_config else int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    check_gpus(args.gpus, gpus, "WORLD_SIZE" in os.environ, ["train", *_train_argv()])
+    if ray_config is None:  # with Ray, --num-workers is the process count
+        check_gpus(args.gpus, gpus, "WORLD_SIZE" in os.environ, ["train", *_train_argv()])
     dataset_name, resolution = dataset_summary(overrides["data"])
     from stylegan_core.training.distributed import default_device
 
@@ -185,6 +189,10 @@ def run(args: argparse.Namespace) -> int:
             print(options.to_json())
             print(f"Run directory would be: {Path(args.outdir) / ('NNNNN-' + description)}")
         return 0
+    if ray_config is not None:
+        from stylegan_core.training.ray_launcher import run_cli
+
+        return run_cli(options, lambda: next_run_dir(Path(args.outdir), description), ray_config)
     return _train(options, Path(args.outdir), description)
 
 
