@@ -30,9 +30,17 @@ def build_resources(stylegan: StyleGANResource | None = None) -> dict[str, objec
     return {"stylegan": stylegan, "training_client": client}
 
 
-def build_definitions(spec_folder: Path | None = None, stylegan: StyleGANResource | None = None) -> dg.Definitions:
+def build_definitions(
+    spec_folder: Path | None = None, stylegan: StyleGANResource | None = None, include_absent: bool | None = None
+) -> dg.Definitions:
+    """One asset group per spec. Specs whose source data is absent (the afhq/ffhq/metfaces/cifar10 examples on a
+    fresh clone) are left out, so the UI offers nothing that can only fail; include_absent (default: $STYLEGAN_ALL_SPECS
+    set to 1) keeps them."""
     assets, checks, jobs, schedules, sensors = [], [], [], [], []
-    for spec in spec_utils.load_all(spec_folder):
+    if include_absent is None:
+        include_absent = spec_utils.include_absent_default()
+    present, _ = spec_utils.split_by_source(spec_utils.load_all(spec_folder), include_absent)
+    for spec in present:
         group = build_spec_assets(spec)
         automation = build_spec_automation(group)
         assets += group.all

@@ -25,6 +25,7 @@ ENV_FIELDS = {
     "STYLEGAN_NNODES": "nnodes",
     "STYLEGAN_RDZV_ENDPOINT": "rdzv_endpoint",
     "STYLEGAN_TERMINATION_TIMEOUT_S": "termination_timeout_s",
+    "STYLEGAN_SNAPSHOT_METRICS": "snapshot_metrics",
 }
 
 
@@ -48,6 +49,9 @@ class StyleGANResource(dg.ConfigurableResource):
     """host:port of this (rank-0) machine for multi-machine training; empty = standalone on one machine."""
     termination_timeout_s: float = 60.0
     """On cancellation: seconds between SIGINT to the torchrun process group and SIGKILL."""
+    snapshot_metrics: bool = True
+    """Evaluate the spec's metrics at every training snapshot, as NVIDIA's train.py (the FID-against-kimg curve);
+    false = only the `metrics` asset measures, on the final snapshot."""
 
     @classmethod
     def from_env(cls) -> StyleGANResource:

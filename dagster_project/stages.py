@@ -17,6 +17,7 @@ import dagster as dg
 
 from dagster_project import metadata as md
 from dagster_project import specs as spec_utils
+from dagster_project import views
 from dagster_project.partitions import TrainingPartition
 from dagster_project.resources import REPO_ROOT, StyleGANResource
 from dagster_project.training import (
@@ -33,7 +34,6 @@ from dagster_project.training import (
 if TYPE_CHECKING:
     from stylegan_core.data.spec import DatasetSpec
 
-PREVIEW_IMAGES = 32
 SAMPLE_COLUMNS = 8
 MAX_SAMPLE_ROWS = 16
 SAMPLE_TRUNCATIONS = (1.0, 0.7)
@@ -111,8 +111,9 @@ def ingest_dataset(spec: DatasetSpec, resolution: int, stylegan: StyleGANResourc
     result = prepare_from_spec(
         spec, resolution, dest, spec_utils.work_dir(spec, stylegan.root), workers=stylegan.ingest_workers()
     )
+    preview_png, caption = views.dataset_preview(dest, result.class_names)
     preview = dest.with_name(f"{dest.stem}.preview.png")
-    _write_preview(dest, preview)
+    views.write_bytes_atomic(preview, preview_png)
     labels = _label_counts(result.manifest_path, result.class_names)
     metadata: dict[str, Any] = {
         "images": result.count,
@@ -124,7 +125,8 @@ def ingest_dataset(spec: DatasetSpec, resolution: int, stylegan: StyleGANResourc
         "zip": md.path(result.zip_path),
         "manifest": md.path(result.manifest_path),
         "zip_mb": round(result.zip_path.stat().st_size / 1e6, 2),
-        "preview": md.image_markdown(preview, f"first {PREVIEW_IMAGES} images"),
+        "preview": md.png_markdown(preview_png, "dataset preview", caption),
+        "preview_path": md.path(preview),
     }
     if labels:
         metadata["classes"] = md.histogram(labels)
@@ -139,24 +141,6 @@ def _label_counts(manifest_path: Path, class_names: tuple[str, ...] | None) -> C
 
     labels = read_manifest(manifest_path)["label"].dropna()
     return Counter(class_names[int(v)] if class_names else int(v) for v in labels)
-
-
-def _write_preview(zip_path: Path, preview: Path) -> None:
-    import numpy as np
-
-    from stylegan_core.data.dataset import ImageDataset
-    from stylegan_core.export.grid import save_image_grid
-
-    dataset = ImageDataset(zip_path, xflip=False)
-    try:
-        count = min(len(dataset), PREVIEW_IMAGES)
-        images = np.stack([dataset[i][0] for i in range(count)])
-    finally:
-        dataset.close()
-    columns = min(count, SAMPLE_COLUMNS)
-    rows = -(-count // columns)
-    padding = np.zeros([columns * rows - count, *images.shape[1:]], dtype=images.dtype)
-    save_image_grid(np.concatenate([images, padding]), preview, (0, 255), (columns, rows))
 
 
 class DatasetNotValidatedError(RuntimeError):
@@ -241,8 +225,9 @@ def launch_training(
     facts = dataset_facts(spec, partition.resolution, stylegan)
     require_validated(facts)
     preset, overrides = spec_utils.config_of(spec, partition.config)
-    # Metrics are the `metrics` asset's job; training itself evaluates none.
-    overrides = {**overrides, "metrics": []}
+    # As NVIDIA's train.py: the spec's metrics are evaluated at every snapshot (metric-<name>.jsonl rows, the FID
+    # curve of the run); the `metrics` asset then reuses the final snapshot's rows and plots the history.
+    overrides = {**overrides, "metrics": list(spec.metrics) if stylegan.snapshot_metrics else []}
     run_root = stylegan.run_root(spec.name, partition.config, partition.resolution)
     where = f"spec {spec.name!r} config {partition.config!r}"
     plan = plan_training(run_root, preset, overrides, partition.resolution, stylegan.world_size(), facts, where)
@@ -256,7 +241,12 @@ def launch_training(
     result = invocation.get_materialize_result()
     snapshot = str(result.metadata["snapshot"].value)
     record_current_run(run_root, plan.run_dir, snapshot)
-    extra = {"mode": plan.mode, "dataset_content_hash": facts.content_hash, "preset": preset}
+    extra: dict[str, Any] = {"mode": plan.mode, "dataset_content_hash": facts.content_hash, "preset": preset}
+    losses = views.loss_chart(plan.run_dir / "stats.jsonl")
+    if losses is not None:
+        extra["loss_curves"] = md.png_markdown(losses, "losses per tick", "from stats.jsonl")
+    for kind, png in views.metric_charts(views.metric_history(plan.run_dir, spec.metrics)).items():
+        extra[f"{kind}_curve"] = md.png_markdown(png, f"{kind.upper()} at each snapshot")
     return dg.MaterializeResult(metadata={**result.metadata, **extra}, data_version=result.data_version)
 
 
@@ -264,24 +254,42 @@ def launch_training(
 
 
 def measure_metrics(spec: DatasetSpec, partition: TrainingPartition, stylegan: StyleGANResource) -> StageResult:
-    from stylegan_core.io.snapshot import load_generator
-    from stylegan_core.metrics import compute_metrics
-
+    """The spec's metrics of the current snapshot (the rows training wrote at that snapshot when there are, else
+    computed now), plus the run's history of every evaluated snapshot as charts against kimg."""
     run_dir, snapshot = current_snapshot(stylegan.run_root(spec.name, partition.config, partition.resolution))
-    facts = dataset_facts(spec, partition.resolution, stylegan)
-    device = stylegan.torch_device()
-    G = load_generator(snapshot, "G_ema", device)
     names = list(spec.metrics)
-    results = compute_metrics(G, facts.zip_path, names, device, stylegan.features_cache_dir(), progress=False,
-                              run_dir=run_dir, snapshot_path=snapshot)  # fmt: skip
-    values = {key: float(value) for result in results.values() for key, value in result.items()}
+    relative = os.path.relpath(snapshot, run_dir)
+    recorded = {name: views.metric_rows(run_dir, name).get(relative) for name in names}
+    missing = [name for name, row in recorded.items() if row is None]
+    seconds = 0.0
+    if missing:
+        from stylegan_core.io.snapshot import load_generator
+        from stylegan_core.metrics import compute_metrics
+
+        facts = dataset_facts(spec, partition.resolution, stylegan)
+        device = stylegan.torch_device()
+        G = load_generator(snapshot, "G_ema", device)
+        results = compute_metrics(G, facts.zip_path, missing, device, stylegan.features_cache_dir(), progress=False,
+                                  run_dir=run_dir, snapshot_path=snapshot)  # fmt: skip
+        recorded.update({name: dict(result) for name, result in results.items()})
+        seconds = sum(getattr(r, "total_time", 0.0) for r in results.values())
+    values = {key: float(value) for row in recorded.values() for key, value in (row or {}).items()}
+    history = views.metric_history(run_dir, names)
     metadata: dict[str, Any] = {
         **md.floats(values),
         "snapshot": md.path(snapshot),
+        "kimg": views.snapshot_kimg(snapshot) or 0.0,
+        "reused": md.names(n for n in names if n not in missing) or "none (computed now)",
         "reports": md.names(f"metric-{name}.jsonl" for name in names),
         "run_dir": md.path(run_dir),
-        "seconds": round(sum(getattr(r, "total_time", 0.0) for r in results.values()), 2),
+        "seconds": round(seconds, 2),
+        "history": md.table(
+            [{"kimg": x, "metric": key, "value": y} for key, points in history.items() for x, y in points],
+            {"kimg": "float", "metric": "string", "value": "float"},
+        ),
     }
+    for kind, png in views.metric_charts(history).items():
+        metadata[f"{kind}_curve"] = md.png_markdown(png, f"{kind.upper()} against kimg", "one point per snapshot")
     version = md.sha256_text("metrics", md.sha256_file(snapshot), json.dumps(values, sort_keys=True))
     return StageResult(metadata, version, values)
 
@@ -296,8 +304,11 @@ def render_samples(spec: DatasetSpec, partition: TrainingPartition, stylegan: St
     out_dir = run_dir / "samples" / snapshot.stem
     paths = write_sample_grids(G, out_dir, (SAMPLE_COLUMNS, rows), truncation_psis=SAMPLE_TRUNCATIONS)
     metadata: dict[str, Any] = {"snapshot": md.path(snapshot), "seeds": f"0-{SAMPLE_COLUMNS * rows - 1}"}
+    names = views.class_names(dataset_facts(spec, partition.resolution, stylegan).manifest_path) if G.c_dim else None
+    caption = "one row per class" if G.c_dim else ""
     for psi, path in zip(SAMPLE_TRUNCATIONS, paths, strict=True):
-        metadata[f"grid_psi{psi:.2f}"] = md.image_markdown(path, f"ψ = {psi:g}, {snapshot.stem}")
+        png = views.sample_grid(path, rows, names, G.c_dim)
+        metadata[f"grid_psi{psi:.2f}"] = md.png_markdown(png, f"ψ = {psi:g}, {snapshot.stem}", caption)
         metadata[f"grid_psi{psi:.2f}_path"] = md.path(path)
     version = md.sha256_text("samples", *(md.sha256_file(path) for path in paths))
     return StageResult(metadata, version)
