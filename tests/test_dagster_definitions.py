@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from dagster_project.checks import regression_result
+from dagster_project.checks import augment_p_result, regression_result
 from dagster_project.definitions import build_definitions
 from dagster_project.factory import CODE_VERSIONS
 from dagster_project.partitions import TrainingPartition, parse_training_key
@@ -72,6 +72,14 @@ def test_examples_without_their_data_are_left_out_unless_asked_for(tmp_path, mon
     monkeypatch.delenv("STYLEGAN_ALL_SPECS")
     groups = {node.group_name for node in build_definitions(folder).resolve_asset_graph().asset_nodes}
     assert groups == {"shapes", "faces"}
+
+
+def test_augment_p_check_accepts_a_run_without_augmentation() -> None:
+    import torch
+
+    assert augment_p_result({"pipe": None, "p": None, "ada": None}).passed  # --aug noaug: no pipeline, no p
+    assert augment_p_result({"pipe": "bgc", "p": torch.tensor(0.3)}).passed
+    assert not augment_p_result({"pipe": "bgc", "p": torch.tensor(1.5)}).passed
 
 
 def test_checks_gate_where_they_should() -> None:
