@@ -7,8 +7,8 @@ the training launch, which needs the Pipes client and the asset context.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,9 +30,10 @@ from dagster_project.training import (
     worker_env,
     write_json_atomic,
 )
+from stylegan_core.io.atomic import atomic_outputs, sha256_file, write_bytes_atomic
 
 if TYPE_CHECKING:
-    from stylegan_core.data.spec import DatasetSpec
+    from stylegan_core.spec import DatasetSpec
 
 SAMPLE_COLUMNS = 8
 MAX_SAMPLE_ROWS = 16
@@ -64,10 +65,8 @@ def inventory_raw_images(spec: DatasetSpec, stylegan: StyleGANResource) -> RawIm
     source = spec_utils.source_path(spec, stylegan.root)
     inventory = inventory_source(source, **spec_utils.inventory_options(spec), workers=stylegan.ingest_workers())
     table_path = stylegan.root / spec.name / "raw_images.parquet"
-    table_path.parent.mkdir(parents=True, exist_ok=True)
-    temp = table_path.with_name(f".{table_path.name}.{os.getpid()}.tmp")
-    inventory.frame.to_parquet(temp, index=False)
-    os.replace(temp, table_path)
+    with atomic_outputs(table_path) as (temp,):
+        inventory.frame.to_parquet(temp, index=False)
     frame = inventory.frame
     problems = frame[frame["problem"].notna()]
     metadata: dict[str, Any] = {
@@ -113,7 +112,7 @@ def ingest_dataset(spec: DatasetSpec, resolution: int, stylegan: StyleGANResourc
     )
     preview_png, caption = views.dataset_preview(dest, result.class_names)
     preview = dest.with_name(f"{dest.stem}.preview.png")
-    views.write_bytes_atomic(preview, preview_png)
+    write_bytes_atomic(preview, preview_png)
     labels = _label_counts(result.manifest_path, result.class_names)
     metadata: dict[str, Any] = {
         "images": result.count,
@@ -192,13 +191,20 @@ def dataset_facts(spec: DatasetSpec, resolution: int, stylegan: StyleGANResource
 # ---- real_features -------------------------------------------------------------------------------------------------
 
 
-def real_feature_statistics(facts: DatasetFacts, stylegan: StyleGANResource) -> StageResult:
-    """All real images' Inception features (enough for every `*_full` FID and KID), cached by content hash."""
+def real_feature_statistics(
+    facts: DatasetFacts, stylegan: StyleGANResource, log: Callable[[str], None] | None = None
+) -> StageResult:
+    """All real images' Inception features (enough for every `*_full` FID and KID), cached by content hash.
+
+    `log` (the run log) receives progress lines at intervals; without it the work is silent."""
     from stylegan_core.metrics import load_detector, real_statistics
     from stylegan_core.metrics.cache import cache_file
+    from stylegan_core.metrics.progress import LineProgress
 
     detector = load_detector(None, stylegan.torch_device())
-    stats = real_statistics(facts.zip_path, detector, stylegan.features_cache_dir(), need_features=True, progress=False)
+    progress = LineProgress(log) if log is not None else False
+    stats = real_statistics(facts.zip_path, detector, stylegan.features_cache_dir(), need_features=True,
+                            progress=progress)  # fmt: skip
     path = cache_file(stylegan.features_cache_dir(), stats.content_hash, stats.detector_sha256, stats.num_items)
     metadata = {
         "images": stats.num_items,
@@ -229,7 +235,7 @@ def launch_training(
     # curve of the run); the `metrics` asset then reuses the final snapshot's rows and plots the history.
     overrides = {**overrides, "metrics": list(spec.metrics) if stylegan.snapshot_metrics else []}
     run_root = stylegan.run_root(spec.name, partition.config, partition.resolution)
-    where = f"spec {spec.name!r} config {partition.config!r}"
+    where = f"{spec.spec_path}: configs.{partition.config}"
     plan = plan_training(run_root, preset, overrides, partition.resolution, stylegan.world_size(), facts, where)
     prepare_run_dir(plan, facts, partition.key)
     context.log.info(f"{plan.mode} run in {plan.run_dir}" + (f" from {plan.resume}" if plan.resume else ""))
@@ -253,36 +259,37 @@ def launch_training(
 # ---- metrics and samples -------------------------------------------------------------------------------------------
 
 
-def measure_metrics(spec: DatasetSpec, partition: TrainingPartition, stylegan: StyleGANResource) -> StageResult:
-    """The spec's metrics of the current snapshot (the rows training wrote at that snapshot when there are, else
-    computed now), plus the run's history of every evaluated snapshot as charts against kimg."""
-    run_dir, snapshot = current_snapshot(stylegan.run_root(spec.name, partition.config, partition.resolution))
-    names = list(spec.metrics)
-    relative = os.path.relpath(snapshot, run_dir)
-    recorded = {name: views.metric_rows(run_dir, name).get(relative) for name in names}
-    missing = [name for name, row in recorded.items() if row is None]
-    seconds = 0.0
-    if missing:
-        from stylegan_core.io.snapshot import load_generator
-        from stylegan_core.metrics import compute_metrics
+def measure_metrics(
+    spec: DatasetSpec,
+    partition: TrainingPartition,
+    stylegan: StyleGANResource,
+    log: Callable[[str], None] | None = None,
+) -> StageResult:
+    """Metrics of the current snapshot; values already recorded for the same snapshot and real statistics (by
+    training, which evaluates at every snapshot, or an earlier materialisation) are reused, not appended again.
+    The run's history of every evaluated snapshot becomes charts against kimg. `log` receives progress lines."""
+    from stylegan_core.io.snapshot import load_generator
+    from stylegan_core.metrics import compute_metrics
+    from stylegan_core.metrics.progress import LineProgress
 
-        facts = dataset_facts(spec, partition.resolution, stylegan)
-        device = stylegan.torch_device()
-        G = load_generator(snapshot, "G_ema", device)
-        results = compute_metrics(G, facts.zip_path, missing, device, stylegan.features_cache_dir(), progress=False,
-                                  run_dir=run_dir, snapshot_path=snapshot)  # fmt: skip
-        recorded.update({name: dict(result) for name, result in results.items()})
-        seconds = sum(getattr(r, "total_time", 0.0) for r in results.values())
-    values = {key: float(value) for row in recorded.values() for key, value in (row or {}).items()}
+    run_dir, snapshot = current_snapshot(stylegan.run_root(spec.name, partition.config, partition.resolution))
+    facts = dataset_facts(spec, partition.resolution, stylegan)
+    device = stylegan.torch_device()
+    G = load_generator(snapshot, "G_ema", device)
+    names = list(spec.metrics)
+    results = compute_metrics(G, facts.zip_path, names, device, stylegan.features_cache_dir(),
+                              progress=LineProgress(log) if log is not None else False,
+                              run_dir=run_dir, snapshot_path=snapshot, reuse_recorded=True)  # fmt: skip
+    values = {key: float(value) for result in results.values() for key, value in result.items()}
     history = views.metric_history(run_dir, names)
     metadata: dict[str, Any] = {
         **md.floats(values),
         "snapshot": md.path(snapshot),
         "kimg": views.snapshot_kimg(snapshot) or 0.0,
-        "reused": md.names(n for n in names if n not in missing) or "none (computed now)",
         "reports": md.names(f"metric-{name}.jsonl" for name in names),
         "run_dir": md.path(run_dir),
-        "seconds": round(seconds, 2),
+        "seconds": round(sum(getattr(r, "total_time", 0.0) for r in results.values()), 2),
+        "reused": md.names(name for name, result in results.items() if getattr(result, "reused", False)),
         "history": md.table(
             [{"kimg": x, "metric": key, "value": y} for key, points in history.items() for x, y in points],
             {"kimg": "float", "metric": "string", "value": "float"},
@@ -290,7 +297,7 @@ def measure_metrics(spec: DatasetSpec, partition: TrainingPartition, stylegan: S
     }
     for kind, png in views.metric_charts(history).items():
         metadata[f"{kind}_curve"] = md.png_markdown(png, f"{kind.upper()} against kimg", "one point per snapshot")
-    version = md.sha256_text("metrics", md.sha256_file(snapshot), json.dumps(values, sort_keys=True))
+    version = md.sha256_text("metrics", sha256_file(snapshot), json.dumps(values, sort_keys=True))
     return StageResult(metadata, version, values)
 
 
@@ -310,5 +317,5 @@ def render_samples(spec: DatasetSpec, partition: TrainingPartition, stylegan: St
         png = views.sample_grid(path, rows, names, G.c_dim)
         metadata[f"grid_psi{psi:.2f}"] = md.png_markdown(png, f"ψ = {psi:g}, {snapshot.stem}", caption)
         metadata[f"grid_psi{psi:.2f}_path"] = md.path(path)
-    version = md.sha256_text("samples", *(md.sha256_file(path) for path in paths))
+    version = md.sha256_text("samples", *(sha256_file(path) for path in paths))
     return StageResult(metadata, version)

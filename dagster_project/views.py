@@ -22,14 +22,6 @@ LOSS_KEYS = ("Loss/G/loss", "Loss/D/loss", "Loss/scores/real", "Loss/scores/fake
 _SNAPSHOT_KIMG = re.compile(r"network-snapshot-(\d+)(?:\.(\d{3}))?\.(?:pt|pkl)$")
 
 
-def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name, then rename (a reader never sees half a PNG); plain open() honours the umask."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_bytes(data)
-    os.replace(temp, path)
-
-
 def class_names(manifest_path: str | os.PathLike[str]) -> tuple[str, ...] | None:
     """Class names recorded at ingestion (sub-folder names), or None (unlabelled, or labels without names)."""
     from stylegan_core.data.manifest import read_manifest_report

@@ -21,7 +21,6 @@ from stylegan_core.data.options import DatasetError, is_hidden, is_image_name
 
 LABELS_FILE = "dataset.json"
 _HASH_VERSION = b"stylegan-dataset-v1\n"
-_CHUNK = 1 << 20
 
 
 def sha256_hex(data: bytes) -> str:

@@ -3,8 +3,9 @@
 Keys (docs/architecture.md): `format`, `G_kwargs`, `D_kwargs`, `G`, `D`, `G_ema` (state dicts), `G_opt`, `D_opt`
 (optimiser state dicts), `augment` (`pipe`, `p`, `ada`), `progress` (`cur_nimg`, `cur_tick`, `batch_idx`),
 `pl_mean` (one value per rank), `rng` (one dict per rank), `world_size`, `options` (resolved TrainOptions as a plain
-dict), `dataset` (`content_hash`, `resolution`, `num_channels`, `label_dim`). Only tensors and plain Python data are
-stored, so loading never executes code. A weights-only state imported from an NVIDIA pickle has `weights_only: True`.
+dict), `dataset` (`content_hash`, `resolution`, `num_channels`, `label_dim`, `class_names`). Only tensors and plain
+Python data are stored, so loading never executes code. A weights-only state imported from an NVIDIA pickle has
+`weights_only: True`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from stylegan_core.io.atomic import atomic_file
+
 if TYPE_CHECKING:
     from stylegan_core.networks import Generator
 
@@ -30,15 +33,8 @@ _SNAPSHOT_NAME = re.compile(r"^network-snapshot-(\d{6})(?:\.(\d{3}))?\.pt$")
 def save_snapshot(path: str | os.PathLike[str], state: Mapping[str, Any]) -> Path:
     """Write `state` atomically: to a temporary file in the same folder, then renamed over `path`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with temp.open("wb") as file:
-            torch.save(dict(state), file)
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as file:
+        torch.save(dict(state), file)
     return path
 
 
@@ -108,14 +104,20 @@ def _load_state(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
     module.load_state_dict(dict(state_dict))
 
 
-def snapshot_label(cur_nimg: int, kimg_per_tick: float) -> str:
-    """`<kimg:06d>` as NVIDIA's file names; with ticks under 1 kimg a `.<nimg mod 1000:03d>` keeps names unique."""
+def snapshot_label(cur_nimg: int, kimg_per_tick: float | None = None) -> str:
+    """`<kimg:06d>` as NVIDIA's file names when kimg is whole, else `<kimg:06d>.<nimg mod 1000:03d>`.
+
+    The label depends on the image count alone, so every image count has its own name, within a run and across
+    resumes (NVIDIA's integer kimg gives runs under 1 kimg, and a final tick ending inside the previous tick's kimg,
+    one name for several snapshots). `kimg_per_tick` is accepted for older callers and ignored.
+    """
+    del kimg_per_tick
     label = f"{cur_nimg // 1000:06d}"
-    return f"{label}.{cur_nimg % 1000:03d}" if kimg_per_tick < 1 else label
+    return f"{label}.{cur_nimg % 1000:03d}" if cur_nimg % 1000 else label
 
 
-def snapshot_path(run_dir: str | os.PathLike[str], cur_nimg: int, kimg_per_tick: float) -> Path:
-    return Path(run_dir) / SNAPSHOT_DIR / f"network-snapshot-{snapshot_label(cur_nimg, kimg_per_tick)}.pt"
+def snapshot_path(run_dir: str | os.PathLike[str], cur_nimg: int, kimg_per_tick: float | None = None) -> Path:
+    return Path(run_dir) / SNAPSHOT_DIR / f"network-snapshot-{snapshot_label(cur_nimg)}.pt"
 
 
 def find_latest_snapshot(run_dir: str | os.PathLike[str]) -> Path | None:
