@@ -12,11 +12,11 @@ from collections.abc import Sequence
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here so `stylegan --help` stays importable even while one sub-command's dependencies are broken.
-    from stylegan_core.cli import dataset, generate, import_nvidia, metrics, spec, train
+    from stylegan_core.cli import dataset, generate, import_nvidia, metrics, spec, style_mixing, train, video
 
     parser = argparse.ArgumentParser(prog="stylegan", description="StyleGAN2-ADA training, data and metrics tools")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (train, dataset, generate, metrics, import_nvidia, spec):
+    for module in (train, dataset, generate, style_mixing, video, metrics, import_nvidia, spec):
         module.register(subparsers)
     return parser
 
