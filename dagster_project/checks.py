@@ -93,8 +93,17 @@ def network_check_results(snapshot_path: Path, resolution: int, device: str) -> 
         passed=list(images.shape) == expected and bool(torch.isfinite(images).all()),
         metadata={"shape": str(list(images.shape)), "expected": str(expected)},
     )
-    p = float(state.get("augment", {}).get("p", 0.0))
-    yield dg.AssetCheckResult(check_name="network_augment_p", passed=0.0 <= p <= 1.0, metadata={"augment_p": p})
+    yield augment_p_result(state.get("augment"))
+
+
+def augment_p_result(augment: Mapping[str, Any] | None) -> dg.AssetCheckResult:
+    """p of the snapshot's augmentation pipeline; `--aug noaug` stores no pipeline and no p (nothing to judge)."""
+    raw = (augment or {}).get("p")
+    if raw is None:
+        return dg.AssetCheckResult(check_name="network_augment_p", passed=True,
+                                   metadata={"augment_p": 0.0, "pipeline": "none (--aug noaug)"})  # fmt: skip
+    p = float(raw)
+    return dg.AssetCheckResult(check_name="network_augment_p", passed=0.0 <= p <= 1.0, metadata={"augment_p": p})
 
 
 def metric_values(materialization: dg.AssetMaterialization, names: list[str]) -> dict[str, float]:

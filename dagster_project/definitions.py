@@ -45,12 +45,20 @@ def spec_error_asset(index: int, message: str) -> dg.AssetsDefinition:
     return _bad_spec
 
 
-def build_definitions(spec_folder: Path | None = None, stylegan: StyleGANResource | None = None) -> dg.Definitions:
+def build_definitions(
+    spec_folder: Path | None = None, stylegan: StyleGANResource | None = None, include_absent: bool | None = None
+) -> dg.Definitions:
+    """One asset group per spec. Specs whose source data is absent (the afhq/ffhq/metfaces/cifar10 examples on a
+    fresh clone) are left out, so the UI offers nothing that can only fail; include_absent (default: $STYLEGAN_ALL_SPECS
+    set to 1) keeps them."""
     assets, checks, jobs, schedules, sensors = [], [], [], [], []
     specs, errors = spec_utils.load_checked(spec_folder)
     spec_utils.log_errors(errors)
     assets += [spec_error_asset(index, message) for index, message in enumerate(errors)]
-    for spec in specs:
+    if include_absent is None:
+        include_absent = spec_utils.include_absent_default()
+    present, _ = spec_utils.split_by_source(specs, include_absent)
+    for spec in present:
         group = build_spec_assets(spec)
         automation = build_spec_automation(group)
         assets += group.all

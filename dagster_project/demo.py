@@ -25,6 +25,7 @@ from pathlib import Path
 
 import yaml
 
+from dagster_project import views
 from dagster_project.resources import REPO_ROOT, StyleGANResource
 from dagster_project.specs import DEFAULT_SPECS_DIR, SPECS_ENV
 from dagster_project.training import CURRENT_RUN_FILE
@@ -35,7 +36,7 @@ TINY_CONFIG_NAME = "ci-tiny"
 TINY_IMAGES = 64
 TINY_CONFIG = {
     "preset": "auto", "cbase": 256, "cmax": 32, "map": 2, "z_dim": 32, "w_dim": 32,
-    "kimg": 0.016, "tick": 0.008, "snap": 1, "batch": 8, "batch_gpu": 8, "mbstd_group": 4,
+    "kimg": 0.016, "tick": 0.008, "snap": 2, "batch": 8, "batch_gpu": 8, "mbstd_group": 4,
     "cond": True, "fp32": True, "workers": 0,
 }  # fmt: skip
 IN_PROCESS = json.dumps({"execution": {"config": {"in_process": {}}}})
@@ -78,7 +79,33 @@ def materialize(selection: Sequence[str], partition: str, env: dict[str, str]) -
     return time.monotonic() - start
 
 
-def report(stylegan: StyleGANResource, config: str, resolution: int, timings: dict[str, float]) -> None:
+def step_times(home: str, count: int) -> list[tuple[str, float]]:
+    """(step, seconds) of the last `count` runs in the instance, oldest first (Dagster's own step timings)."""
+    import dagster as dg
+
+    os.environ["DAGSTER_HOME"] = home
+    with dg.DagsterInstance.get() as instance:
+        runs = list(reversed(instance.get_runs(limit=count)))
+        return [
+            (stat.step_key, (stat.end_time or 0.0) - (stat.start_time or 0.0))
+            for run in runs
+            for stat in sorted(instance.get_run_step_stats(run.run_id), key=lambda s: s.start_time or 0.0)
+        ]
+
+
+def metric_series(run_dir: Path, names: Sequence[str]) -> list[str]:
+    """One line per result: its value at each evaluated snapshot, and last/first."""
+    lines = []
+    for key, points in views.metric_history(run_dir, names).items():
+        series = "  ".join(f"{kimg:g}:{value:.4g}" for kimg, value in points)
+        ratio = f"  (last/first {points[-1][1] / points[0][1]:.2f})" if len(points) > 1 and points[0][1] else ""
+        lines.append(f"  {key:16s} kimg:value  {series}{ratio}")
+    return lines
+
+
+def report(
+    stylegan: StyleGANResource, config: str, resolution: int, timings: dict[str, float], steps: list[tuple[str, float]]
+) -> None:
     run_root = stylegan.run_root(SPEC_NAME, config, resolution)
     current = json.loads((run_root / CURRENT_RUN_FILE).read_text())
     run_dir, snapshot = Path(current["run_dir"]), Path(current["snapshot"])
@@ -86,16 +113,19 @@ def report(stylegan: StyleGANResource, config: str, resolution: int, timings: di
     print("\n== shapes demo finished ==")
     for step, seconds in timings.items():
         print(f"  {step:28s} {seconds:7.1f} s")
+    for step, seconds in steps:
+        print(f"    {step:26s} {seconds:7.1f} s")
     print(f"  run directory   {run_dir}")
     print(f"  snapshot        {snapshot}")
     for grid in grids:
-        print(f"  sample grid     {grid}")
-    for metric_file in sorted(run_dir.glob("metric-*.jsonl")):
-        last = json.loads(metric_file.read_text().splitlines()[-1])
-        values = ", ".join(f"{k} = {v:.4f}" for k, v in last["results"].items())
-        print(f"  metrics         {values}  ({metric_file})")
+        print(f"  sample grid     {grid}  (one row per class)")
+    names = [path.stem.removeprefix("metric-") for path in sorted(run_dir.glob("metric-*.jsonl"))]
+    print("  metrics at each snapshot (lower is better):")
+    for line in metric_series(run_dir, names):
+        print(line)
     print(f"  dataset         {stylegan.dataset_dir(SPEC_NAME, resolution)}")
-    print("  UI              make ui, then http://127.0.0.1:3000 (asset group 'shapes': lineage, grids, metric plots)")
+    print("  UI              make ui, then http://127.0.0.1:3000 (asset group 'shapes': lineage, labelled grids,")
+    print("                  FID/KID against kimg on `metrics`, loss curves on `network`)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -121,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "ingest + validate + features": materialize(["raw_images", "dataset", "real_features"], str(resolution), env),
         "train + check + metrics + grid": materialize(["network", "metrics", "samples"], f"{config}|{resolution}", env),
     }
-    report(stylegan, config, resolution, timings)
+    report(stylegan, config, resolution, timings, step_times(home, len(timings)))
     return 0
 
 

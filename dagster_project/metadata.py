@@ -11,11 +11,11 @@ from pathlib import Path
 
 import dagster as dg
 
-# Event-log rows live in SQLite/Postgres: keep embedded images small and link the full-size file instead.
-THUMBNAIL_MAX_SIDE = 384
-THUMBNAIL_MAX_BYTES = 96_000
-# Grids of 16-32 px images are upscaled (nearest neighbour, whole factors) so they are visible in the UI.
-THUMBNAIL_MIN_SIDE = 256
+# Event-log rows live in SQLite/Postgres: keep embedded images bounded and link the full-size file instead.
+THUMBNAIL_MAX_SIDE = 768
+THUMBNAIL_MAX_BYTES = 200_000
+# Grids of 16-32 px images are upscaled (nearest neighbour, whole factors) so they are readable in the UI.
+THUMBNAIL_MIN_SIDE = 512
 
 
 def sha256_text(*parts: str) -> str:
@@ -27,7 +27,7 @@ def sha256_text(*parts: str) -> str:
     return digest.hexdigest()
 
 
-def png_thumbnail(path: str | os.PathLike[str], max_side: int = THUMBNAIL_MAX_SIDE) -> bytes:
+def png_thumbnail(path: str | os.PathLike[str] | io.BytesIO, max_side: int = THUMBNAIL_MAX_SIDE) -> bytes:
     """A PNG of at most max_side on its longer edge and THUMBNAIL_MAX_BYTES, for embedding in metadata."""
     from PIL import Image
 
@@ -48,8 +48,18 @@ def png_thumbnail(path: str | os.PathLike[str], max_side: int = THUMBNAIL_MAX_SI
 
 def image_markdown(path: str | os.PathLike[str], title: str) -> dg.MetadataValue:
     """The image itself in the UI (markdown with a data-URI thumbnail); the full-size file is linked separately."""
-    encoded = base64.b64encode(png_thumbnail(path)).decode("ascii")
-    return dg.MetadataValue.md(f"**{title}**\n\n![{title}](data:image/png;base64,{encoded})")
+    return png_markdown(png_thumbnail(path), title)
+
+
+def png_markdown(png: bytes, title: str, caption: str = "") -> dg.MetadataValue:
+    """PNG bytes as markdown with a data URI: what the asset page renders as an image ("Show Markdown").
+
+    Images over THUMBNAIL_MAX_BYTES are shrunk (event-log rows stay bounded)."""
+    if len(png) > THUMBNAIL_MAX_BYTES:
+        png = png_thumbnail(io.BytesIO(png))
+    encoded = base64.b64encode(png).decode("ascii")
+    text = f"**{title}**\n\n![{title}](data:image/png;base64,{encoded})"
+    return dg.MetadataValue.md(text + (f"\n\n{caption}" if caption else ""))
 
 
 def table(records: Sequence[Mapping[str, object]], columns: Mapping[str, str]) -> dg.MetadataValue:

@@ -29,6 +29,7 @@ ENV_FIELDS = {
     "STYLEGAN_RAY_ADDRESS": "ray_address",
     "STYLEGAN_RAY_NUM_WORKERS": "num_workers",
     "STYLEGAN_RAY_MAX_FAILURES": "max_failures",
+    "STYLEGAN_SNAPSHOT_METRICS": "snapshot_metrics",
 }
 LAUNCHERS = ("torchrun", "ray")
 
@@ -66,6 +67,9 @@ class StyleGANResource(dg.ConfigurableResource):
     """launcher=ray: Ray resources each worker reserves, e.g. {CPU: 8, GPU: 1}; empty = Ray Train's default."""
     max_failures: int = 0
     """launcher=ray: worker-group restarts allowed (each resumes from the latest snapshot) before the run fails."""
+    snapshot_metrics: bool = True
+    """Evaluate the spec's metrics at every training snapshot, as NVIDIA's train.py (the FID-against-kimg curve);
+    false = only the `metrics` asset measures, on the final snapshot."""
 
     @classmethod
     def from_env(cls) -> StyleGANResource:

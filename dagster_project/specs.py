@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 _log = logging.getLogger(__name__)
 SPECS_ENV = "STYLEGAN_SPECS"
 DEFAULT_SPECS_DIR = REPO_ROOT / "datasets_spec"
+ALL_SPECS_ENV = "STYLEGAN_ALL_SPECS"
+"""Set to 1 to show specs whose source data is absent (their assets could only fail); by default they are left out."""
 
 
 def specs_dir() -> Path:
@@ -68,6 +70,22 @@ def schedule_problem(spec: DatasetSpec) -> str | None:
     if spec.schedule is None or is_valid_cron_string(spec.schedule.cron):
         return None
     return f"{spec.spec_path}: schedule.cron: Dagster cannot parse {spec.schedule.cron!r}"
+
+
+def source_present(spec: DatasetSpec) -> bool:
+    """Whether ingestion has something to read: a generated source always, a folder/zip/archive when it exists."""
+    return spec.source.kind == "generated" or (spec.source.path is not None and Path(spec.source.path).exists())
+
+
+def include_absent_default() -> bool:
+    return os.environ.get(ALL_SPECS_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def split_by_source(specs: list[DatasetSpec], include_absent: bool) -> tuple[list[DatasetSpec], list[DatasetSpec]]:
+    """(specs to build, specs left out because their source is absent); with include_absent nothing is left out."""
+    if include_absent:
+        return list(specs), []
+    return [s for s in specs if source_present(s)], [s for s in specs if not source_present(s)]
 
 
 def work_dir(spec: DatasetSpec, artifacts_root: Path) -> Path:

@@ -17,6 +17,7 @@ import dagster as dg
 
 from dagster_project import metadata as md
 from dagster_project import specs as spec_utils
+from dagster_project import views
 from dagster_project.partitions import TrainingPartition
 from dagster_project.resources import REPO_ROOT, StyleGANResource
 from dagster_project.training import (
@@ -30,12 +31,11 @@ from dagster_project.training import (
     worker_env,
     write_json_atomic,
 )
-from stylegan_core.io.atomic import atomic_outputs, sha256_file
+from stylegan_core.io.atomic import atomic_outputs, sha256_file, write_bytes_atomic
 
 if TYPE_CHECKING:
     from stylegan_core.spec import DatasetSpec
 
-PREVIEW_IMAGES = 32
 SAMPLE_COLUMNS = 8
 MAX_SAMPLE_ROWS = 16
 SAMPLE_TRUNCATIONS = (1.0, 0.7)
@@ -111,8 +111,9 @@ def ingest_dataset(spec: DatasetSpec, resolution: int, stylegan: StyleGANResourc
     result = prepare_from_spec(
         spec, resolution, dest, spec_utils.work_dir(spec, stylegan.root), workers=stylegan.ingest_workers()
     )
+    preview_png, caption = views.dataset_preview(dest, result.class_names)
     preview = dest.with_name(f"{dest.stem}.preview.png")
-    _write_preview(dest, preview)
+    write_bytes_atomic(preview, preview_png)
     labels = _label_counts(result.manifest_path, result.class_names)
     metadata: dict[str, Any] = {
         "images": result.count,
@@ -124,7 +125,8 @@ def ingest_dataset(spec: DatasetSpec, resolution: int, stylegan: StyleGANResourc
         "zip": md.path(result.zip_path),
         "manifest": md.path(result.manifest_path),
         "zip_mb": round(result.zip_path.stat().st_size / 1e6, 2),
-        "preview": md.image_markdown(preview, f"first {PREVIEW_IMAGES} images"),
+        "preview": md.png_markdown(preview_png, "dataset preview", caption),
+        "preview_path": md.path(preview),
     }
     if labels:
         metadata["classes"] = md.histogram(labels)
@@ -139,24 +141,6 @@ def _label_counts(manifest_path: Path, class_names: tuple[str, ...] | None) -> C
 
     labels = read_manifest(manifest_path)["label"].dropna()
     return Counter(class_names[int(v)] if class_names else int(v) for v in labels)
-
-
-def _write_preview(zip_path: Path, preview: Path) -> None:
-    import numpy as np
-
-    from stylegan_core.data.dataset import ImageDataset
-    from stylegan_core.export.grid import save_image_grid
-
-    dataset = ImageDataset(zip_path, xflip=False)
-    try:
-        count = min(len(dataset), PREVIEW_IMAGES)
-        images = np.stack([dataset[i][0] for i in range(count)])
-    finally:
-        dataset.close()
-    columns = min(count, SAMPLE_COLUMNS)
-    rows = -(-count // columns)
-    padding = np.zeros([columns * rows - count, *images.shape[1:]], dtype=images.dtype)
-    save_image_grid(np.concatenate([images, padding]), preview, (0, 255), (columns, rows))
 
 
 class DatasetNotValidatedError(RuntimeError):
@@ -248,8 +232,9 @@ def launch_training(
     facts = dataset_facts(spec, partition.resolution, stylegan)
     require_validated(facts)
     preset, overrides = spec_utils.config_of(spec, partition.config)
-    # Metrics are the `metrics` asset's job; training itself evaluates none.
-    overrides = {**overrides, "metrics": []}
+    # As NVIDIA's train.py: the spec's metrics are evaluated at every snapshot (metric-<name>.jsonl rows, the FID
+    # curve of the run); the `metrics` asset then reuses the final snapshot's rows and plots the history.
+    overrides = {**overrides, "metrics": list(spec.metrics) if stylegan.snapshot_metrics else []}
     run_root = stylegan.run_root(spec.name, partition.config, partition.resolution)
     where = f"{spec.spec_path}: configs.{partition.config}"
     plan = plan_training(run_root, preset, overrides, partition.resolution, stylegan.world_size(), facts, where)
@@ -269,8 +254,13 @@ def launch_training(
     record_current_run(run_root, plan.run_dir, snapshot)
     from stylegan_core.cli.doctor import machine_summary  # `stylegan doctor`'s quick findings (no build, no GPU test)
 
-    extra = {"mode": plan.mode, "dataset_content_hash": facts.content_hash, "preset": preset,
-             "machine": dg.MetadataValue.json(machine_summary())}  # fmt: skip
+    extra: dict[str, Any] = {"mode": plan.mode, "dataset_content_hash": facts.content_hash, "preset": preset,
+                             "machine": dg.MetadataValue.json(machine_summary())}  # fmt: skip
+    losses = views.loss_chart(plan.run_dir / "stats.jsonl")
+    if losses is not None:
+        extra["loss_curves"] = md.png_markdown(losses, "losses per tick", "from stats.jsonl")
+    for kind, png in views.metric_charts(views.metric_history(plan.run_dir, spec.metrics)).items():
+        extra[f"{kind}_curve"] = md.png_markdown(png, f"{kind.upper()} at each snapshot")
     return dg.MaterializeResult(metadata={**result.metadata, **extra}, data_version=result.data_version)
 
 
@@ -283,8 +273,9 @@ def measure_metrics(
     stylegan: StyleGANResource,
     log: Callable[[str], None] | None = None,
 ) -> StageResult:
-    """Metrics of the current snapshot; values already recorded for the same snapshot and real statistics are reused
-    (metric-*.jsonl is not appended to again). `log` receives announcements and progress lines."""
+    """Metrics of the current snapshot; values already recorded for the same snapshot and real statistics (by
+    training, which evaluates at every snapshot, or an earlier materialisation) are reused, not appended again.
+    The run's history of every evaluated snapshot becomes charts against kimg. `log` receives progress lines."""
     from stylegan_core.io.snapshot import load_generator
     from stylegan_core.metrics import compute_metrics
     from stylegan_core.metrics.progress import LineProgress
@@ -298,14 +289,22 @@ def measure_metrics(
                               progress=LineProgress(log) if log is not None else False,
                               run_dir=run_dir, snapshot_path=snapshot, reuse_recorded=True)  # fmt: skip
     values = {key: float(value) for result in results.values() for key, value in result.items()}
+    history = views.metric_history(run_dir, names)
     metadata: dict[str, Any] = {
         **md.floats(values),
         "snapshot": md.path(snapshot),
+        "kimg": views.snapshot_kimg(snapshot) or 0.0,
         "reports": md.names(f"metric-{name}.jsonl" for name in names),
         "run_dir": md.path(run_dir),
         "seconds": round(sum(getattr(r, "total_time", 0.0) for r in results.values()), 2),
         "reused": md.names(name for name, result in results.items() if getattr(result, "reused", False)),
+        "history": md.table(
+            [{"kimg": x, "metric": key, "value": y} for key, points in history.items() for x, y in points],
+            {"kimg": "float", "metric": "string", "value": "float"},
+        ),
     }
+    for kind, png in views.metric_charts(history).items():
+        metadata[f"{kind}_curve"] = md.png_markdown(png, f"{kind.upper()} against kimg", "one point per snapshot")
     version = md.sha256_text("metrics", sha256_file(snapshot), json.dumps(values, sort_keys=True))
     return StageResult(metadata, version, values)
 
@@ -320,8 +319,11 @@ def render_samples(spec: DatasetSpec, partition: TrainingPartition, stylegan: St
     out_dir = run_dir / "samples" / snapshot.stem
     paths = write_sample_grids(G, out_dir, (SAMPLE_COLUMNS, rows), truncation_psis=SAMPLE_TRUNCATIONS)
     metadata: dict[str, Any] = {"snapshot": md.path(snapshot), "seeds": f"0-{SAMPLE_COLUMNS * rows - 1}"}
+    names = views.class_names(dataset_facts(spec, partition.resolution, stylegan).manifest_path) if G.c_dim else None
+    caption = "one row per class" if G.c_dim else ""
     for psi, path in zip(SAMPLE_TRUNCATIONS, paths, strict=True):
-        metadata[f"grid_psi{psi:.2f}"] = md.image_markdown(path, f"ψ = {psi:g}, {snapshot.stem}")
+        png = views.sample_grid(path, rows, names, G.c_dim)
+        metadata[f"grid_psi{psi:.2f}"] = md.png_markdown(png, f"ψ = {psi:g}, {snapshot.stem}", caption)
         metadata[f"grid_psi{psi:.2f}_path"] = md.path(path)
     version = md.sha256_text("samples", *(sha256_file(path) for path in paths))
     return StageResult(metadata, version)

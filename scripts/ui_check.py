@@ -1,6 +1,11 @@
 """`make ui-check`: start the Dagster webserver on 127.0.0.1, read the asset graph over GraphQL, screenshot the lineage.
 
-The screenshot needs a Chromium-family browser; without one the script says so and skips that step (exit 0).
+When the demo's group has been materialised (`make demo`), it also reads what the `samples`, `metrics` and `network`
+asset pages show: the images embedded in their metadata (sample grids with class labels, FID/KID and loss charts)
+are decoded, size-checked and written to the output folder to be looked at, and those pages are screenshotted.
+Examples whose source data is absent must not be offered as asset groups (unless $STYLEGAN_ALL_SPECS=1).
+
+The screenshots need a Chromium-family browser; without one the script says so and skips that step (exit 0).
 Outputs go to <artifacts>/ui/ (STYLEGAN_ARTIFACTS, default ./artifacts). Usage:
     python scripts/ui_check.py [--port 3333] [--timeout 120] [--out DIR]
 """
@@ -8,8 +13,11 @@ Outputs go to <artifacts>/ui/ (STYLEGAN_ARTIFACTS, default ./artifacts). Usage:
 from __future__ import annotations
 
 import argparse
+import base64
+import io
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -29,6 +37,20 @@ ASSET_GRAPH_QUERY = """
     assetChecksOrError { ... on AssetChecks { checks { name blocking } } } } }
 """
 EXPECTED_ASSETS = ("raw_images", "dataset", "real_features", "network", "metrics", "samples")
+MATERIALIZATION_QUERY = """
+query ($path: [String!]!) { assetOrError(assetKey: {path: $path}) { ... on Asset {
+    assetMaterializations(limit: 1) { partition runId metadataEntries { label __typename
+        ... on MarkdownMetadataEntry { mdStr } ... on FloatMetadataEntry { floatValue } } } } } }
+"""
+# What each demo asset page must show: images (metadata label -> minimum width in pixels) and floats.
+PAGE_IMAGES = {
+    "dataset": {"preview": 400},
+    "samples": {"grid_psi1.00": 400, "grid_psi0.70": 400},
+    "metrics": {"fid_curve": 400, "kid_curve": 400},
+    "network": {"loss_curves": 400},
+}
+PAGE_FLOATS = {"metrics": ("fid", "kid")}
+DATA_URI = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
 
 
 def _reset_signals() -> None:
@@ -92,17 +114,68 @@ def wait_until_ready(port: int, process: subprocess.Popen, timeout_s: float) -> 
     raise TimeoutError(f"webserver not ready on port {port} after {timeout_s:.0f} s")
 
 
-def query_asset_graph(port: int) -> list[dict]:
+def graphql(port: int, query: str, variables: dict | None = None) -> dict:
     request = urllib.request.Request(
         f"http://127.0.0.1:{port}/graphql",
-        data=json.dumps({"query": ASSET_GRAPH_QUERY}).encode(),
+        data=json.dumps({"query": query, "variables": variables or {}}).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=60) as response:
         payload = json.load(response)
     if "errors" in payload:
         raise RuntimeError(f"GraphQL errors: {payload['errors']}")
-    return payload["data"]["assetNodes"]
+    return payload["data"]
+
+
+def query_asset_graph(port: int) -> list[dict]:
+    return graphql(port, ASSET_GRAPH_QUERY)["assetNodes"]
+
+
+def absent_groups_offered(nodes: list[dict]) -> list[str]:
+    """Problems: groups whose spec's source data is absent, offered although $STYLEGAN_ALL_SPECS is not set."""
+    sys.path.insert(0, str(REPO))
+    from dagster_project import specs as spec_utils
+
+    if spec_utils.include_absent_default():
+        return []
+    groups = {n["groupName"] for n in nodes}
+    absent = [s for s in spec_utils.load_all() if not spec_utils.source_present(s)]
+    return [f"group {s.name} is offered but its source {s.source.path} is absent" for s in absent if s.name in groups]
+
+
+def check_asset_pages(port: int, group: str, out: Path) -> list[str]:
+    """Decode the images of the latest materialisation of each demo asset page, save them, check their size."""
+    from PIL import Image
+
+    problems = []
+    for asset, images in PAGE_IMAGES.items():
+        found = graphql(port, MATERIALIZATION_QUERY, {"path": [group, asset]})["assetOrError"]
+        events = (found or {}).get("assetMaterializations") or []
+        if not events:
+            problems.append(f"{group}/{asset}: never materialised (run `make demo` first)")
+            continue
+        entries = {entry["label"]: entry for entry in events[0]["metadataEntries"]}
+        print(f"  {group}/{asset} [{events[0]['partition']}]: {', '.join(sorted(entries))}")
+        for label, min_width in images.items():
+            match = DATA_URI.search((entries.get(label) or {}).get("mdStr") or "")
+            if match is None:
+                problems.append(f"{group}/{asset}: no embedded PNG under {label!r}")
+                continue
+            png = base64.b64decode(match.group(1))
+            with Image.open(io.BytesIO(png)) as image:
+                size = image.size
+            saved = out / f"{asset}-{label}.png"
+            saved.write_bytes(png)
+            print(f"    {label}: {size[0]}x{size[1]} px, {len(png) // 1024} KB -> {saved}")
+            if size[0] < min_width:
+                problems.append(f"{group}/{asset}: {label} is {size[0]} px wide, less than {min_width}")
+        for prefix in PAGE_FLOATS.get(asset, ()):
+            floats = {k: e["floatValue"] for k, e in entries.items() if k.startswith(prefix) and "floatValue" in e}
+            if not floats:
+                problems.append(f"{group}/{asset}: no {prefix} value")
+            for key, value in sorted(floats.items()):
+                print(f"    {key} = {value}")
+    return problems
 
 
 def summarise(nodes: list[dict]) -> list[str]:
@@ -161,12 +234,16 @@ def main(argv: list[str] | None = None) -> int:
         wait_until_ready(port, process, args.timeout)
         nodes = query_asset_graph(port)
         print(f"webserver on http://127.0.0.1:{port}: {len(nodes)} assets")
-        problems = summarise(nodes)
+        problems = summarise(nodes) + absent_groups_offered(nodes)
         groups = sorted({n["groupName"] for n in nodes})
         screenshot(f"http://127.0.0.1:{port}/asset-groups/", out / "lineage.png")
         if groups:
             group = "shapes" if "shapes" in groups else groups[0]  # the demo's group shows the most
             screenshot(f"http://127.0.0.1:{port}/locations/stylegan/asset-groups/{group}", out / f"{group}.png")
+            problems += check_asset_pages(port, group, out)
+            for asset in PAGE_IMAGES:
+                url = f"http://127.0.0.1:{port}/assets/{group}/{asset}?view=events"
+                screenshot(url, out / f"{group}-{asset}-events.png")
     finally:
         stop(process)
     for problem in problems:

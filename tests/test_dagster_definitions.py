@@ -11,8 +11,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from dagster_project.checks import regression_result
-from dagster_project.definitions import defs
+from dagster_project.checks import augment_p_result, regression_result
+from dagster_project.definitions import build_definitions
 from dagster_project.factory import CODE_VERSIONS
 from dagster_project.partitions import TrainingPartition, parse_training_key
 from dagster_project.resources import StyleGANResource
@@ -22,6 +22,8 @@ from dagster_project.training import DatasetFacts, plan_training
 REPO = Path(__file__).resolve().parents[1]
 ASSETS = ("raw_images", "dataset", "real_features", "network", "metrics", "samples")
 SPECS = load_all(DEFAULT_SPECS_DIR)
+# Every example, including those whose data a fresh clone lacks (the default leaves those out; tested below).
+defs = build_definitions(include_absent=True)
 
 
 def test_definitions_load_and_the_cli_validates_them() -> None:
@@ -52,6 +54,32 @@ def test_every_spec_is_a_group_with_its_partitions(spec) -> None:
     mapping = network.partition_mappings[dg.AssetKey([spec.name, "dataset"])]
     assert isinstance(mapping, dg.MultiToSingleDimensionPartitionMapping)
     assert mapping.partition_dimension_name == "resolution"
+
+
+def test_examples_without_their_data_are_left_out_unless_asked_for(tmp_path, monkeypatch) -> None:
+    folder = tmp_path / "specs"
+    folder.mkdir()
+    (folder / "shapes.yaml").write_text((DEFAULT_SPECS_DIR / "shapes.yaml").read_text())
+    absent = "name: faces\nsource: {kind: folder, path: ../no-such-folder, labels: none}\nresolutions: [32]\n"
+    (folder / "faces.yaml").write_text(absent + "configs: {small: {preset: auto}}\n")
+    monkeypatch.delenv("STYLEGAN_ALL_SPECS", raising=False)
+    groups = {node.group_name for node in build_definitions(folder).resolve_asset_graph().asset_nodes}
+    assert groups == {"shapes"}
+    monkeypatch.setenv("STYLEGAN_ALL_SPECS", "1")
+    groups = {node.group_name for node in build_definitions(folder).resolve_asset_graph().asset_nodes}
+    assert groups == {"shapes", "faces"}
+    (tmp_path / "no-such-folder").mkdir()  # the data arrives: the group appears without the variable
+    monkeypatch.delenv("STYLEGAN_ALL_SPECS")
+    groups = {node.group_name for node in build_definitions(folder).resolve_asset_graph().asset_nodes}
+    assert groups == {"shapes", "faces"}
+
+
+def test_augment_p_check_accepts_a_run_without_augmentation() -> None:
+    import torch
+
+    assert augment_p_result({"pipe": None, "p": None, "ada": None}).passed  # --aug noaug: no pipeline, no p
+    assert augment_p_result({"pipe": "bgc", "p": torch.tensor(0.3)}).passed
+    assert not augment_p_result({"pipe": "bgc", "p": torch.tensor(1.5)}).passed
 
 
 def test_checks_gate_where_they_should() -> None:

@@ -46,7 +46,7 @@ def test_repository_specs_load() -> None:
     assert shapes.resolutions == (16, 32) and "cpu-tiny" in shapes.configs
     tiny = shapes.configs["cpu-tiny"]
     options = resolve_options(tiny.preset, 32, 1, tiny.overrides)  # the spec holds overrides the lead's code applies
-    assert (options.network.channel_base, options.network.mapping_layers, options.loop.batch) == (1024, 2, 8)
+    assert (options.network.channel_base, options.network.mapping_layers, options.loop.batch) == (1024, 2, 16)
     assert options.data.cond and options.network.num_fp16_res == 0
     ffhq = next(spec for spec in specs if spec.name == "ffhq")
     assert ffhq.schedule is not None and ffhq.schedule.cron == "0 3 * * 0" and ffhq.ingest.resize_filter == "box"
