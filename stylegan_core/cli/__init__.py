@@ -1,6 +1,8 @@
 """The `stylegan` command line: `stylegan <command> ...` (also `python -m stylegan_core.cli`).
 
-Each sub-command lives in its own module with `register(subparsers)`; this module only assembles them.
+Each sub-command lives in its own module with `register(subparsers)`; this module only assembles them and applies
+the exit-code convention of `stylegan_core.errors`: 0 success, 1 bad input (one line, no traceback), 2 usage;
+`--debug` (anywhere on the command line) prints the traceback of an input error as well.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ def build_parser() -> argparse.ArgumentParser:
     from stylegan_core.cli import dataset, generate, import_nvidia, metrics, train
 
     parser = argparse.ArgumentParser(prog="stylegan", description="StyleGAN2-ADA training, data and metrics tools")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors too")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in (train, dataset, generate, metrics, import_nvidia):
         module.register(subparsers)
@@ -22,14 +25,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, OSError) as error:
-        # Bad input is reported in one line; tracebacks are for bugs.
-        print(f"stylegan {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    from stylegan_core.errors import run_reporting
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    args = build_parser().parse_args([arg for arg in argv if arg != "--debug"])
+    return run_reporting(f"stylegan {args.command}", lambda: args.func(args), debug=debug)
 
 
 if __name__ == "__main__":
