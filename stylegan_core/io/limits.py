@@ -63,6 +63,7 @@ _INT_BOUNDS: dict[str, tuple[int, int]] = {
     "freeze_layers": (0, MAX_LAYERS),
 }
 _DEFAULT_INT_BOUND = 1 << 20
+_NESTED_KWARGS = ("mapping_kwargs", "synthesis_kwargs", "block_kwargs", "epilogue_kwargs")
 
 
 class UnsafePickleError(InputError):
@@ -80,6 +81,11 @@ def check_network_kwargs(kwargs: Any, where: str) -> None:
     be finite, and the whole structure must hold at most ``MAX_KWARGS_VALUES`` values, nested at most 8 deep.
     """
     budget = [MAX_KWARGS_VALUES]
+    if not isinstance(kwargs, Mapping):
+        raise ValueError(f"{where}: constructor kwargs are a {type(kwargs).__name__}, expected a dict")
+    for name in _NESTED_KWARGS:
+        if not isinstance(kwargs.get(name) or {}, Mapping):
+            raise ValueError(f"{where}: {name} is a {type(kwargs[name]).__name__}, expected a dict")
 
     def visit(value: Any, key: str, depth: int) -> None:
         budget[0] -= 1

@@ -156,6 +156,9 @@ class _DataOnly:
     def __init__(self, name: str) -> None:
         self.name = name
 
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        raise UnsafePickleError(f"{self.name} is called directly; network pickles only name it as a tensor type")
+
 
 _TENSOR, _PARAMETER = _DataOnly("torch.Tensor"), _DataOnly("torch.nn.Parameter")
 
@@ -166,7 +169,7 @@ def _bytearray(data: Any = b"", encoding: Any = None) -> bytearray:
         return bytearray(data)
     if isinstance(data, str) and encoding in ("latin1", "latin-1"):
         return bytearray(data, "latin-1")
-    raise ValueError(f"bytearray({type(data).__name__}) refused: only bytearray(bytes) is accepted")
+    raise UnsafePickleError(f"bytearray({type(data).__name__}) refused: only bytearray(bytes) is accepted")
 
 
 def _complex(real: Any = 0.0, imag: Any = 0.0) -> complex:

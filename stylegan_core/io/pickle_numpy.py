@@ -13,13 +13,17 @@ from typing import Any
 
 import numpy as np
 
-from stylegan_core.io.limits import MAX_TENSOR_DIMS, MAX_TENSOR_ELEMENTS, LimitError
+from stylegan_core.io.limits import MAX_TENSOR_DIMS, MAX_TENSOR_ELEMENTS, LimitError, UnsafePickleError
 
 _PLAIN_KINDS = "biufc"
 
 
 class NdarrayMarker:
-    """Stands for ``numpy.ndarray`` in a pickle: accepted as ``_reconstruct``'s class argument, not callable."""
+    """Stands for ``numpy.ndarray`` in a pickle: accepted as ``_reconstruct``'s class argument, never called."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        raise UnsafePickleError("numpy.ndarray is called directly (buffer, dtype and strides chosen by the file); "
+                                "arrays are only accepted through numpy's own _reconstruct")  # fmt: skip
 
 
 NDARRAY = NdarrayMarker()

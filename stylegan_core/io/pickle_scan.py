@@ -12,7 +12,7 @@ from __future__ import annotations
 import pickletools
 from typing import Any, BinaryIO
 
-from stylegan_core.io.limits import MAX_BLOB_BYTES, MAX_DEPTH, MAX_TREE_NODES, LimitError
+from stylegan_core.io.limits import MAX_BLOB_BYTES, MAX_DEPTH, MAX_TREE_NODES, LimitError, UnsafePickleError
 
 _MEMO_PUTS = {"PUT", "BINPUT", "LONG_BINPUT"}
 _MEMO_GETS = {"GET", "BINGET", "LONG_BINGET"}
@@ -40,18 +40,20 @@ def scan_pickle(file: BinaryIO, where: str, persistent_ids: bool = False) -> Non
     refused = _REFUSED - {"BINPERSID"} if persistent_ids else _REFUSED
     stack: list[_Value | None] = []  # None marks a MARK
     memo: dict[int, _Value] = {}
-    try:
-        for opcode, arg, _position in pickletools.genops(file):
-            name = opcode.name
-            if name in refused:
-                raise ValueError(f"{where}: uses pickle opcode {name}, which network pickles never need")
-            if isinstance(arg, (bytes, bytearray, str)) and len(arg) > MAX_BLOB_BYTES:
-                raise LimitError(f"{where}: one value of {len(arg)} bytes exceeds the limit of {MAX_BLOB_BYTES}")
-            _step(name, opcode, arg, stack, memo, where)
-    except (ValueError, LimitError):
-        raise
-    except Exception as error:  # pickletools raises assorted types on malformed input
-        raise ValueError(f"{where}: truncated or corrupt pickle ({type(error).__name__}: {error})") from None
+    opcodes = pickletools.genops(file)
+    while True:
+        try:
+            opcode, arg, _position = next(opcodes)
+        except StopIteration:
+            return
+        except Exception as error:  # pickletools raises assorted types on short or malformed input
+            raise ValueError(f"{where}: truncated or corrupt pickle ({error})") from None
+        name = opcode.name
+        if name in refused:
+            raise UnsafePickleError(f"{where}: uses pickle opcode {name}, which network pickles never need")
+        if isinstance(arg, (bytes, bytearray, str)) and len(arg) > MAX_BLOB_BYTES:
+            raise LimitError(f"{where}: one value of {len(arg)} bytes exceeds the limit of {MAX_BLOB_BYTES}")
+        _step(name, opcode, arg, stack, memo, where)
 
 
 def _step(name: str, opcode: Any, arg: Any, stack: list[_Value | None], memo: dict[int, _Value], where: str) -> None:

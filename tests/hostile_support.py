@@ -1,0 +1,172 @@
+"""Hostile inputs for the hardening tests: hand-made pickles and a runner for CLI commands under a memory cap.
+
+Nothing here is unpickled in the test process: every crafted file is written to a temporary folder and read by a
+`stylegan` subprocess whose address space is capped (RLIMIT_AS), so a regression shows as a failed assertion
+(signal death, MemoryError traceback) instead of crashing or swapping the test run.
+"""
+
+from __future__ import annotations
+
+import os
+import pickle
+import resource
+import struct
+import subprocess
+import sys
+from collections import OrderedDict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from transfer_support import _nvidia_reconstruct, nvidia_modules
+
+ADDRESS_SPACE_LIMIT = 3 << 30
+REPO = Path(__file__).resolve().parents[1]
+
+
+class Call:
+    """Pickles as ``func(*args)`` (plus ``BUILD state`` when given): how a pickle asks for any call it likes."""
+
+    def __init__(self, func: Any, args: tuple, state: Any = None) -> None:
+        self.func, self.args, self.state = func, args, state
+
+    def __reduce__(self) -> tuple:
+        return (self.func, self.args) if self.state is None else (self.func, self.args, self.state)
+
+
+def persistent(class_name: str, state: dict[str, Any]) -> Call:
+    """An NVIDIA persistent object (as torch_utils.persistence pickles it) with the given ``__dict__``."""
+    meta = dict(type="class", version=6, module_src="# training/networks.py\n", class_name=class_name, state=state)
+    return Call(_nvidia_reconstruct, (meta,))
+
+
+def generator(init_kwargs: Any, parameters: dict[str, Any] | None = None) -> Call:
+    state = {"_parameters": OrderedDict(parameters or {}), "_buffers": OrderedDict(), "_modules": OrderedDict(),
+             "_init_args": (), "_init_kwargs": init_kwargs}  # fmt: skip
+    return persistent("Generator", state)
+
+
+def network_pickle(G: Any, **extra: Any) -> bytes:
+    """``{G, D: None, G_ema: G, **extra}`` pickled with protocol 4, as NVIDIA's snapshot dict."""
+    with nvidia_modules():
+        return pickle.dumps({"G": G, "D": None, "G_ema": G, **extra}, protocol=4)
+
+
+def storage_blob(declared: int, data: bytes, count: int | None = None) -> bytes:
+    """A legacy torch.save of one FloatStorage declaring ``declared`` elements and holding ``data``."""
+
+    def text(value: str) -> bytes:
+        return b"X" + struct.pack("<I", len(value)) + value.encode()
+
+    pid = (b"\x80\x02(" + text("storage") + b"ctorch\nFloatStorage\n" + text("k") + text("cpu") + b"\x8a\x08"
+           + struct.pack("<q", declared) + b"NtQ.")  # fmt: skip
+    header = b"".join(pickle.dumps(value, protocol=2) for value in (0x1950A86A20F9469CFC6C, 1001,
+                                                                        {"little_endian": True}))  # fmt: skip
+    keys = pickle.dumps(["k"], protocol=2)
+    return header + pid + keys + struct.pack("<q", declared if count is None else count) + data
+
+
+def tensor_call(blob: bytes, size: tuple[int, ...], stride: tuple[int, ...]) -> Call:
+    storage = Call(torch.storage._load_from_bytes, (blob,))
+    return Call(torch._utils._rebuild_tensor_v2, (storage, 0, size, stride, False, OrderedDict()))
+
+
+def nested_lists(depth: int) -> bytes:
+    return b"]" * depth + b"a" * (depth - 1)
+
+
+def hostile_pickles() -> dict[str, bytes]:
+    """name -> file content of a crafted NVIDIA-style pickle that must be refused in one line."""
+    object_dtype = np.dtype("O")
+    reconstruct = np.zeros(1).__reduce__()[0]
+    cases = {
+        # The issue's 248-byte segfault: numpy.ndarray called with dtype 'O' over attacker bytes.
+        "ndarray_object_call": network_pickle(generator({"z_dim": Call(np.ndarray, ((4,), object_dtype, b"A" * 32))})),
+        "ndarray_object_state": network_pickle(generator({"z_dim": Call(
+            reconstruct, (np.ndarray, (0,), b"b"), (1, (4,), object_dtype, False, b"A" * 32))})),  # fmt: skip
+        "scalar_object": network_pickle(generator({"z_dim": Call(np.float64(0).__reduce__()[0], (object_dtype,
+                                                                                               b"A" * 8))})),
+        "structured_object_dtype": network_pickle(generator({"z_dim": Call(np.dtype, ("V8", False, True), (
+            3, "|", None, ("a",), {"a": (object_dtype, 0)}, 8, 1, 16))})),  # fmt: skip
+        "bytearray_1gib": network_pickle(generator({"z_dim": Call(bytearray, (1 << 30,))})),
+        "ndarray_stride0": network_pickle(generator({"z_dim": Call(np.ndarray, ((1 << 31,), np.dtype("f8"), b"\0" * 8,
+                                                                                0, (0,)))})),  # fmt: skip
+        "tensor_stride0": network_pickle(generator({}, {"w": tensor_call(storage_blob(1, b"\0" * 4), (1 << 20,),
+                                                                          (0,))})),  # fmt: skip
+        "storage_declares_1tib": network_pickle(generator({}, {"w": tensor_call(storage_blob(1 << 38, b"\0" * 4),
+                                                                                 (1,), (1,))})),  # fmt: skip
+        "tensor_past_storage": network_pickle(generator({}, {"w": tensor_call(storage_blob(1, b"\0" * 4), (1 << 20,),
+                                                                               (1,))})),  # fmt: skip
+        "torch_tensor_call": network_pickle(generator({}, {"w": Call(torch.Tensor, (1 << 31,))})),
+        "channel_base_huge": network_pickle(generator(_kwargs(synthesis_kwargs={"channel_base": 1 << 60}))),
+        "c_dim_million": network_pickle(generator(_kwargs(c_dim=10**6))),
+        # Within every per-key bound, but a 1024 px network needs far more tensors than the file holds.
+        "kwargs_without_tensors": network_pickle(generator(_kwargs(
+            z_dim=512, c_dim=1000, w_dim=512, img_resolution=1024,
+            synthesis_kwargs={"channel_base": 65536, "channel_max": 1024}))),  # fmt: skip
+        "kwargs_list_where_dict": network_pickle(generator(_kwargs(synthesis_kwargs=[1, 2]))),
+        "deep_lists": b"\x80\x02}X\x01\x00\x00\x00G" + nested_lists(200_000) + b"s.",
+        "deep_tuple_key": b"\x80\x02}" + b")" + b"\x85" * 200_000 + b"Ns.",
+        "binbytes8_1tib": b"\x80\x04\x8e" + struct.pack("<Q", 1 << 40) + b".",
+        "bytearray8_1tib": b"\x80\x05\x96" + struct.pack("<Q", 1 << 40) + b".",
+        "memo_index_4g": b"\x80\x02Nr\xff\xff\xff\xff.",
+        "shared_list_bomb": _list_bomb(60),
+    }
+    good = _good_pickle()
+    cases["truncated"] = good[: len(good) // 2]
+    return cases
+
+
+def _kwargs(**overrides: Any) -> dict[str, Any]:
+    return {"z_dim": 8, "c_dim": 0, "w_dim": 8, "img_resolution": 16, "img_channels": 3, **overrides}
+
+
+def _list_bomb(levels: int) -> bytes:
+    # L0 = []; L(i+1) = [Li, Li] via memo: 2**levels leaves from a few hundred bytes.
+    body = b"]q\x00"
+    for level in range(levels):
+        body += b"(h" + bytes([level]) + b"h" + bytes([level]) + b"lq" + bytes([level + 1])
+    return b"\x80\x02}X\x01\x00\x00\x00G" + body + b"s."
+
+
+def _good_pickle() -> bytes:
+    from stylegan_core.networks import Generator
+
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=8, img_channels=3, mapping_kwargs={"num_layers": 1},
+                  synthesis_kwargs={"channel_base": 64, "channel_max": 8})  # fmt: skip
+    import io
+
+    from transfer_support import NvidiaPickler
+
+    buffer = io.BytesIO()
+    with nvidia_modules():
+        NvidiaPickler(buffer, 4, "# training/networks.py\n", {id(G): G.init_kwargs}, False).dump(
+            {"G": G, "D": None, "G_ema": G})
+    return buffer.getvalue()
+
+
+def _limit_address_space() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (ADDRESS_SPACE_LIMIT, ADDRESS_SPACE_LIMIT))
+
+
+def run_stylegan(*argv: str, timeout: float = 300, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """``python -m stylegan_core.cli ARGV`` with a 3 GiB address-space limit, single-threaded, output captured."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    return subprocess.run(
+        [sys.executable, "-m", "stylegan_core.cli", *argv], capture_output=True, text=True, timeout=timeout,
+        env=env, cwd=cwd or REPO, preexec_fn=_limit_address_space, check=False,
+    )  # fmt: skip
+
+
+def assert_clean_refusal(result: subprocess.CompletedProcess[str], expected: str | None = None) -> str:
+    """Non-zero exit (not a signal), exactly one stderr line, no traceback, no training tick; returns the line."""
+    output = result.stdout + result.stderr
+    assert result.returncode > 0, f"exit {result.returncode} (negative: killed by a signal)\n{output[-3000:]}"
+    assert "Traceback" not in output, output[-3000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr[-3000:]
+    assert "tick " not in result.stdout, result.stdout[-3000:]
+    if expected is not None:
+        assert expected in lines[0], lines[0]
+    return lines[0]
