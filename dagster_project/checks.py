@@ -68,11 +68,11 @@ def network_check_results(snapshot_path: Path, resolution: int, device: str) -> 
 
     from stylegan_core.io.snapshot import load_generator, load_snapshot
 
-    state = load_snapshot(snapshot_path)
+    snapshot = load_snapshot(snapshot_path)  # strict: a malformed snapshot fails the check with one line
     bad = [
         f"{network}.{name}"
         for network in ("G", "D", "G_ema")
-        for name, tensor in state[network].items()
+        for name, tensor in getattr(snapshot, network).items()
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
     ]
     yield dg.AssetCheckResult(
@@ -93,7 +93,7 @@ def network_check_results(snapshot_path: Path, resolution: int, device: str) -> 
         passed=list(images.shape) == expected and bool(torch.isfinite(images).all()),
         metadata={"shape": str(list(images.shape)), "expected": str(expected)},
     )
-    p = float(state.get("augment", {}).get("p", 0.0))
+    p = snapshot.augment_p if snapshot.augment_p is not None else 0.0
     yield dg.AssetCheckResult(check_name="network_augment_p", passed=0.0 <= p <= 1.0, metadata={"augment_p": p})
 
 

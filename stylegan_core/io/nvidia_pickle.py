@@ -13,7 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -38,6 +38,9 @@ __all__ = [
     "ModuleRecord", "NvidiaNetworks", "RestrictedUnpickler", "UnsafePickleError", "is_nvidia_pickle",
     "load_nvidia_pickle", "module_state_dict", "read_nvidia_pickle", "snapshot_state_from_nvidia",
 ]  # fmt: skip
+
+if TYPE_CHECKING:
+    from stylegan_core.io.snapshot import Snapshot
 
 NETWORK_KEYS = ("G", "D", "G_ema")
 KNOWN_TOP_LEVEL_KEYS = (*NETWORK_KEYS, "augment_pipe", "training_set_kwargs")
@@ -290,13 +293,13 @@ def _plain(value: Any, where: str) -> Any:
 # Our snapshot format.
 
 
-def snapshot_state_from_nvidia(networks: NvidiaNetworks) -> dict[str, Any]:
-    """A weights-only snapshot dict (stylegan_core.io.snapshot format) from imported networks, for ``--resume``.
+def snapshot_state_from_nvidia(networks: NvidiaNetworks) -> Snapshot:
+    """A weights-only Snapshot from imported networks, for ``--resume`` and ``import-nvidia``.
 
-    Progress and options are empty and ``weights_only`` is True: training from it is always a transfer (fine-tune).
-    A missing G is taken from G_ema (and the other way round), as both are needed to train.
+    It has no progress or options: training from it is always a transfer (fine-tune). A missing G is taken from
+    G_ema (and the other way round), as both are needed to train.
     """
-    from stylegan_core.io.snapshot import SNAPSHOT_FORMAT
+    from stylegan_core.io.snapshot import Snapshot
 
     if networks.D is None:
         raise ValueError(f"{networks.source} holds no D network, which a training snapshot needs (commands that "
@@ -309,19 +312,12 @@ def snapshot_state_from_nvidia(networks: NvidiaNetworks) -> dict[str, Any]:
     if G_ema is None:
         G_ema = G
         notes.append("G_ema missing: copied from G")
-    return {
-        "format": SNAPSHOT_FORMAT,
-        "G_kwargs": _plain(G.init_kwargs, networks.source),
-        "D_kwargs": _plain(D.init_kwargs, networks.source),
-        **{name: _cpu_state(module) for name, module in (("G", G), ("D", D), ("G_ema", G_ema))},
-        "augment": {"pipe": None, "p": None if p is None else torch.tensor(p), "ada": None},
-        "progress": {},
-        "options": {},
-        "weights_only": True,
-        "imported_from": {
-            "file": Path(networks.source).name, "notes": notes, "training_set_kwargs": networks.training_set_kwargs,
-        },
-    }  # fmt: skip
+    return Snapshot(
+        G_kwargs=_plain(G.init_kwargs, networks.source), D_kwargs=_plain(D.init_kwargs, networks.source),
+        G=_cpu_state(G), D=_cpu_state(D), G_ema=_cpu_state(G_ema), augment_p=p,
+        imported_from={"file": Path(networks.source).name, "notes": notes,
+                       "training_set_kwargs": networks.training_set_kwargs},
+    )  # fmt: skip
 
 
 def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from stylegan_core.config import DataConfig, LoopConfig, OptimizerConfig, TrainOptions
+from stylegan_core.io.snapshot import Snapshot
 from stylegan_core.presets import batch_geometry, validate_options
 from stylegan_core.training import checkpoint
 from stylegan_core.training.callbacks import TrainResult
@@ -195,7 +196,7 @@ def _build_networks(options: TrainOptions, dataset: Any, device: torch.device) -
 
 def _resolve_resume(
     options: TrainOptions, G: torch.nn.Module, D: torch.nn.Module, dataset: Any, log: RunLog
-) -> tuple[dict[str, Any] | None, bool, TrainOptions]:
+) -> tuple[Snapshot | None, bool, TrainOptions]:
     if not options.loop.resume:
         return None, False, options
     snapshot = _load_resume_state(options.loop.resume)
@@ -203,8 +204,8 @@ def _resolve_resume(
         log.write(f"Fine-tuning from the weights in {options.loop.resume} (different data or networks: progress, "
                   "optimiser state and augment p start afresh).")  # fmt: skip
         return snapshot, False, options
-    options, changes = continued_options(options, snapshot["options"])
-    kimg = snapshot["progress"]["cur_nimg"] / 1000
+    options, changes = continued_options(options, snapshot.options)
+    kimg = snapshot.progress.cur_nimg / 1000
     log.write(f"Continuing the training in {options.loop.resume} from kimg {kimg:g}.")
     if changes:
         log.write("Options changed since the snapshot (the continuation is not exact): " + "; ".join(changes))
