@@ -68,9 +68,9 @@ def test_imported_snapshot_resumes_as_transfer(tmp_path, dataset):
     import_nvidia.run(argparse.Namespace(source=pickle_path, output=output, overwrite=False))
     for path in (pickle_path, output):
         state = _load_resume_state(path)  # TRAIN's --resume hook
-        assert not can_continue(state, state["G_kwargs"], state["D_kwargs"], "any dataset hash")
+        assert not can_continue(state, state.G_kwargs, state.D_kwargs, "any dataset hash")
         for name, module in source.items():
-            assert all(torch.equal(state[name][key], value) for key, value in module.state_dict().items())
+            assert all(torch.equal(getattr(state, name)[key], value) for key, value in module.state_dict().items())
 
 
 def test_channel_mismatch_lists_tensors(tmp_path, dataset):

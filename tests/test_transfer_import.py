@@ -249,7 +249,7 @@ def test_stylegan3_alias_free_generator_is_refused(tmp_path, tiny_networks):
 def test_bad_files_get_clear_errors(tmp_path, tiny_networks):
     good = write_nvidia_pickle(tmp_path / "net.pkl", tiny_networks).read_bytes()
     cases = {
-        "truncated.pkl": (good[: len(good) // 2], "cannot read network pickle"),
+        "truncated.pkl": (good[: len(good) // 2], "truncated or corrupt"),
         "text.pkl": (b"hello", "not an NVIDIA network pickle"),
         "list.pkl": (pickle.dumps([1, 2], protocol=4), "holds a list"),
         "nog.pkl": (pickle.dumps({"D": None}, protocol=4), "holds no generator"),
