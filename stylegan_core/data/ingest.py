@@ -26,6 +26,7 @@ from stylegan_core.data.parallel import ordered_map
 from stylegan_core.data.shapes import generate_shapes
 from stylegan_core.data.sources import LABELS_FILE, SourceItem, SourceListing, SourceReader, list_source
 from stylegan_core.data.tasks import ProcessContext, header_task, process_task
+from stylegan_core.io.stale_temps import remove_stale_temps
 
 if TYPE_CHECKING:
     from stylegan_core.data.spec import DatasetSpec, SourceSpec
@@ -232,6 +233,8 @@ def _label_dim(records: Sequence[ManifestRecord], listing: SourceListing) -> int
 def _atomic_outputs(*finals: Path) -> Iterator[tuple[Path, ...]]:
     """Temporary siblings of `finals`, renamed over them only if the block succeeds; removed otherwise."""
     temps = tuple(path.with_name(f".{path.name}.{os.getpid()}.tmp") for path in finals)
+    for path in finals:  # left by an earlier, killed run (issue 13)
+        remove_stale_temps(path)
     try:
         yield temps
         for temp, final in zip(temps, finals, strict=True):

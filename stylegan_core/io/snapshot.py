@@ -31,6 +31,7 @@ from stylegan_core.io.limits import (
     check_network_kwargs,
     check_network_size,
 )
+from stylegan_core.io.stale_temps import remove_stale_temps
 
 if TYPE_CHECKING:
     from stylegan_core.networks import Generator
@@ -122,6 +123,7 @@ def save_snapshot(path: str | os.PathLike[str], snapshot: Snapshot) -> Path:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_temps(path)
     temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         with temp.open("wb") as file:

@@ -179,6 +179,7 @@ def open_dataset(data: DataConfig, seed: int) -> Any:
     dataset = ImageDataset(data.path, use_labels=data.cond, max_size=data.subset, xflip=data.mirror, random_seed=seed)
     if data.cond and not dataset.has_labels:
         raise ValueError(f"--cond=True requires labels specified in dataset.json, and {data.path} has none")
+    _ = dataset.content_hash  # reads every member once now (CRC-checked), so a corrupt one fails before training
     return dataset
 
 
