@@ -170,3 +170,115 @@ def assert_clean_refusal(result: subprocess.CompletedProcess[str], expected: str
     if expected is not None:
         assert expected in lines[0], lines[0]
     return lines[0]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Training zips.
+
+
+def png(width: int = 16, height: int = 16, mode: str = "RGB", seed: int = 0) -> bytes:
+    import io
+
+    import PIL.Image
+
+    channels = {"L": 1, "RGB": 3}[mode]
+    pixels = np.random.RandomState(seed).randint(0, 256, size=[height, width, channels], dtype=np.uint8)
+    buffer = io.BytesIO()
+    PIL.Image.fromarray(pixels[:, :, 0] if mode == "L" else pixels, mode).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def bomb_png_header(width: int = 100_000, height: int = 100_000) -> bytes:
+    """A PNG signature and IHDR declaring a huge image, then nothing (a decompression bomb's calling card)."""
+    import zlib
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    chunk = struct.pack(">I", len(ihdr)) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
+    return b"\x89PNG\r\n\x1a\n" + chunk
+
+
+def dataset_zip(path: Path, count: int = 64, labels: Any = None, replace: dict[int, bytes] | None = None,
+                raw_labels: bytes | None = None) -> Path:  # fmt: skip
+    """NVIDIA-layout zip of ``count`` 16x16 RGB PNGs (stored); ``replace`` swaps image bytes by index."""
+    import json
+    import zipfile
+
+    names = [f"00000/img{index:08d}.png" for index in range(count)]
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+        for index, name in enumerate(names):
+            archive.writestr(name, (replace or {}).get(index) or png(seed=index))
+        if raw_labels is not None:
+            archive.writestr("dataset.json", raw_labels)
+        elif labels is not None:
+            archive.writestr("dataset.json", json.dumps({"labels": [[name, label] for name, label in
+                                                                    zip(names, labels, strict=True)]}))  # fmt: skip
+    return path
+
+
+def corrupt_member(path: Path, index: int) -> Path:
+    """Flip one byte inside the stored data of image ``index`` (past its PNG header): a CRC error on read."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(f"00000/img{index:08d}.png")
+    data = bytearray(path.read_bytes())
+    name_length, extra_length = struct.unpack("<HH", data[info.header_offset + 26 : info.header_offset + 30])
+    position = info.header_offset + 30 + name_length + extra_length + 60
+    data[position] ^= 0xFF
+    path.write_bytes(bytes(data))
+    return path
+
+
+def zip_bomb(path: Path) -> Path:
+    import zipfile
+
+    dataset_zip(path, count=4)
+    with zipfile.ZipFile(path, "a", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("00000/img00000004.png", b"\0" * (65 << 20))  # 65 MiB of zeros, 65 KB deflated
+    return path
+
+
+def hostile_training_cases(folder: Path) -> dict[str, tuple[Path, list[str], str]]:
+    """name -> (dataset zip, extra `stylegan train` arguments, text the one error line must contain)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ints = [index % 3 for index in range(64)]
+    good = dataset_zip(folder / "good.zip", labels=ints)
+    evil = folder / "evil.pkl"
+    evil.write_bytes(hostile_pickles()["ndarray_object_call"])
+    truncated = folder / "truncated.pt"
+    torch.save({"format": "stylegan_core.snapshot/1", "pad": torch.zeros(4096)}, truncated)
+    truncated.write_bytes(truncated.read_bytes()[:3000])
+
+    def labelled(name: str, labels: list[Any]) -> Path:
+        return dataset_zip(folder / f"{name}.zip", labels=labels)
+
+    return {
+        "wrong_size_image": (dataset_zip(folder / "size.zip", replace={37: png(8, 8)}), [], "image is 8x8"),
+        "grey_among_rgb": (dataset_zip(folder / "grey.zip", replace={5: png(mode="L")}), [], "with 1 channel"),
+        "label_million": (labelled("million", ints[:-1] + [10**6]), ["--cond=1"], "integers in [0, 10000)"),
+        "label_int64_max": (labelled("int64", [2**63 - 1] + ints[1:]), ["--cond=1"], "integers in [0, 10000)"),
+        "label_negative": (labelled("negative", [-1] + ints[1:]), ["--cond=1"], "integers in [0, 10000)"),
+        "labels_mixed": (labelled("mixed", [[1.0, 0.0]] + ints[1:]), ["--cond=1"], "labels must all be"),
+        "labels_nan_vector": (labelled("nan", [[float("nan")]] * 64), ["--cond=1"], "finite numbers"),
+        "labels_flat_ints": (dataset_zip(folder / "flat.zip", raw_labels=b'{"labels": [1, 2, 3]}'), ["--cond=1"],
+                             "labels entry 0 is 1"),
+        "labels_empty_entries": (dataset_zip(folder / "empty.zip", raw_labels=b'{"labels": [[], []]}'),
+                                 ["--cond=1"], "labels entry 0 is []"),
+        "labels_dict": (dataset_zip(folder / "dict.zip", raw_labels=b'{"labels": {"a.png": 1}}'), ["--cond=1"],
+                        "'labels' is a dict"),
+        "labels_not_json": (dataset_zip(folder / "text.zip", raw_labels=b"\xff not json"), ["--cond=1"],
+                            "expected {'labels'"),
+        "crc_corrupt_member": (corrupt_member(dataset_zip(folder / "crc.zip"), 10), [], "Bad CRC-32"),
+        "zip_bomb_member": (zip_bomb(folder / "bomb.zip"), [], "a zip bomb?"),
+        "png_bomb_header": (dataset_zip(folder / "pngbomb.zip", replace={0: bomb_png_header()}), [],
+                            "cannot decode image"),
+        "truncated_zip": (_truncated_copy(good, folder / "cut.zip"), [], "cut.zip"),
+        "resume_evil_pickle": (good, [f"--resume={evil}"], "only plain number dtypes"),
+        "resume_truncated_snapshot": (good, [f"--resume={truncated}"], "truncated or corrupt snapshot"),
+    }
+
+
+def _truncated_copy(source: Path, target: Path) -> Path:
+    data = source.read_bytes()
+    target.write_bytes(data[: len(data) // 2])
+    return target
