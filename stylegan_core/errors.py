@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import sys
 import traceback
+import zipfile
+import zlib
 from collections.abc import Callable
 
 EXIT_OK = 0
@@ -25,13 +27,17 @@ class UsageError(InputError):
 
 
 # Older core code reports bad input as plain ValueError/OSError (DatasetError, LimitError, ... are ValueErrors);
-# memory and recursion errors can only come from input larger than the limits anticipated.
-_INPUT_ERRORS = (ValueError, OSError, MemoryError, RecursionError)
+# corrupt archives raise zipfile's and zlib's own types; memory and recursion errors can only come from input
+# larger than the limits anticipated.
+_INPUT_ERRORS = (ValueError, OSError, MemoryError, RecursionError, zipfile.BadZipFile, zlib.error)
 
 
 def one_line(error: BaseException) -> str:
     """The error's message on one line (newlines folded, at most 2000 characters)."""
-    text = " ".join(str(error).split()) or type(error).__name__
+    text = str(error)
+    if "Original Traceback" in text:  # re-raised from a DataLoader worker: keep the worker's own last line
+        text = text.strip().splitlines()[-1].split(": ", 1)[-1]
+    text = " ".join(text.split()) or type(error).__name__
     if isinstance(error, MemoryError):
         text = f"ran out of memory ({text}); the input is larger than this machine can hold"
     elif isinstance(error, RecursionError):

@@ -130,3 +130,23 @@ def test_every_image_is_checked_when_the_dataset_opens_from_headers(tmp_path, mo
         archive.writestr("b.png", b"\0" * (65 << 20))
     with pytest.raises(DatasetError, match=r"bomb\.zip/b\.png: declares 68157440 bytes"):
         ImageDataset(tmp_path / "bomb.zip")
+
+
+def test_prepare_reports_a_corrupt_zip_entry_in_one_line(tmp_path, capsys):
+    from hostile_support import corrupt_member, dataset_zip
+
+    source = corrupt_member(dataset_zip(tmp_path / "crc.zip", count=8), 3)
+    code = main(["dataset", "prepare", "--source", str(source), "--dest", str(tmp_path / "o.zip"), "--resolution",
+                 "16", "--quiet"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == EXIT_INPUT and err.count("\n") == 1 and "Traceback" not in err
+    assert "crc.zip/00000/img00000003.png" in err and "Bad CRC-32" in err
+
+
+def test_errors_reraised_from_loader_workers_keep_one_line():
+    from stylegan_core.errors import one_line
+
+    error = DatasetError("Caught DatasetError in DataLoader worker process 0.\nOriginal Traceback (most recent call "
+                         "last):\n  File \"x.py\", line 1, in f\nstylegan_core.data.options.DatasetError: d.zip/a.png: "
+                         "corrupt zip member (Bad CRC-32)\n")  # fmt: skip
+    assert one_line(error) == "d.zip/a.png: corrupt zip member (Bad CRC-32)"
