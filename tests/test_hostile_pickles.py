@@ -42,3 +42,13 @@ def test_import_nvidia_refuses_crafted_pickle(tmp_path, name):
     line = assert_clean_refusal(result, EXPECTED.get(name))
     assert result.returncode == 1 and str(source) in line
     assert not (tmp_path / "out.pt").exists() and list(tmp_path.iterdir()) == [source]
+
+
+@pytest.mark.parametrize("name", ["ndarray_object_call", "deep_tuple_key"])
+def test_generate_refuses_crafted_pickle(tmp_path, name):
+    source = tmp_path / f"{name}.pkl"
+    source.write_bytes(CASES[name])
+    result = run_stylegan("generate", "--network", str(source), "--seeds", "0", "--outdir", str(tmp_path / "out"),
+                          "--device", "cpu")  # fmt: skip
+    line = assert_clean_refusal(result, EXPECTED[name])
+    assert result.returncode == 1 and str(source) in line and not any((tmp_path / "out").glob("*.png"))
