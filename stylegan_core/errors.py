@@ -49,8 +49,16 @@ def run_reporting(prog: str, action: Callable[[], int | None], debug: bool = Fal
     """Run ``action``; bad input becomes one line ``PROG: error: MESSAGE`` on stderr and exit code 1 or 2."""
     try:
         return int(action() or EXIT_OK)
+    except RuntimeError as error:
+        if "can't allocate memory" not in str(error):  # only torch's allocator failing on oversized input
+            raise
+        return _report(prog, error, debug)
     except _INPUT_ERRORS as error:
-        if debug:
-            traceback.print_exc()
-        print(f"{prog}: error: {one_line(error)}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(error, UsageError) else EXIT_INPUT
+        return _report(prog, error, debug)
+
+
+def _report(prog: str, error: BaseException, debug: bool) -> int:
+    if debug:
+        traceback.print_exc()
+    print(f"{prog}: error: {one_line(error)}", file=sys.stderr)
+    return EXIT_USAGE if isinstance(error, UsageError) else EXIT_INPUT

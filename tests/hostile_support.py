@@ -106,6 +106,11 @@ def hostile_pickles() -> dict[str, bytes]:
             z_dim=512, c_dim=1000, w_dim=512, img_resolution=1024,
             synthesis_kwargs={"channel_base": 65536, "channel_max": 1024}))),  # fmt: skip
         "kwargs_list_where_dict": network_pickle(generator(_kwargs(synthesis_kwargs=[1, 2]))),
+        # 300 views of one 1 M-value storage must not pass for 300 M stored values.
+        "shared_storage_views": network_pickle(generator(_kwargs(
+            z_dim=512, c_dim=10_000, w_dim=1024, img_resolution=1024,
+            synthesis_kwargs={"channel_base": 65536, "channel_max": 1024}), _shared_views(300, 1 << 20))),
+        "resolution_not_power_of_two": network_pickle(generator(_kwargs(img_resolution=24))),  # fmt: skip
         "deep_lists": b"\x80\x02}X\x01\x00\x00\x00G" + nested_lists(200_000) + b"s.",
         "deep_tuple_key": b"\x80\x02}" + b")" + b"\x85" * 200_000 + b"Ns.",
         "binbytes8_1tib": b"\x80\x04\x8e" + struct.pack("<Q", 1 << 40) + b".",
@@ -116,6 +121,12 @@ def hostile_pickles() -> dict[str, bytes]:
     good = _good_pickle()
     cases["truncated"] = good[: len(good) // 2]
     return cases
+
+
+def _shared_views(count: int, values: int) -> dict[str, Call]:
+    storage = Call(torch.storage._load_from_bytes, (storage_blob(values, b"\0" * (4 * values)),))
+    return {f"w{index}": Call(torch._utils._rebuild_tensor_v2, (storage, 0, (values,), (1,), False, OrderedDict()))
+            for index in range(count)}  # fmt: skip
 
 
 def _kwargs(**overrides: Any) -> dict[str, Any]:

@@ -18,6 +18,7 @@ EXPECTED = {
     "bytearray_1gib": "bytearray(int) refused",
     "torch_tensor_call": "torch.Tensor is called directly",
     "kwargs_list_where_dict": "synthesis_kwargs is a list",
+    "shared_storage_views": "refusing to build it",
     "ndarray_stride0": "numpy.ndarray is called directly",
     "tensor_stride0": "without overlapping",
     "storage_declares_1tib": "more than the limits allow",

@@ -160,5 +160,15 @@ def check_network_size(owner: str, kwargs: Mapping[str, Any], stored_values: int
                          f"{stored_values}; refusing to build it")  # fmt: skip
 
 
+def stored_values(tensors: Any) -> int:
+    """float32 values a set of tensors really holds: each distinct storage counted once, however many views share
+    it (so views of one storage cannot make a file look larger than it is)."""
+    storages: dict[int, int] = {}
+    for tensor in tensors:
+        storage = tensor.untyped_storage()
+        storages[storage.data_ptr()] = max(storages.get(storage.data_ptr(), 0), storage.nbytes())
+    return sum(storages.values()) // 4
+
+
 def _int(value: Any, default: int) -> int:
     return value if type(value) is int and value >= 0 else default

@@ -24,6 +24,7 @@ from stylegan_core.io.limits import (
     LimitError,
     check_network_kwargs,
     check_network_size,
+    stored_values,
 )
 from stylegan_core.io.nvidia import discriminator_from_nvidia, generator_from_nvidia
 from stylegan_core.io.nvidia_unpickler import (
@@ -88,6 +89,14 @@ class NvidiaNetworks:
 def load_nvidia_pickle(path: str | os.PathLike[str]) -> NvidiaNetworks:
     """Import G, D, G_ema and the augment pipe's p from an NVIDIA network pickle without running its code."""
     path = Path(path)
+    try:
+        return _load(path)
+    except (TypeError, AttributeError, KeyError, IndexError) as error:  # values of unexpected types in the pickle
+        raise ValueError(f"{path}: malformed network pickle ({type(error).__name__}: "
+                         f"{' '.join(str(error).split())[:200]})") from None  # fmt: skip
+
+
+def _load(path: Path) -> NvidiaNetworks:
     data = read_nvidia_pickle(path)
     if not isinstance(data, Mapping):
         raise ValueError(f"{path} is not an NVIDIA network pickle: it holds a {type(data).__name__}, expected a dict "
@@ -153,12 +162,15 @@ def _convert_network(
     # Bounded before anything of that size is built: a few hundred bytes of kwargs must not allocate gigabytes.
     check_network_kwargs(kwargs, where)
     owner = "Discriminator" if key == "D" else "Generator"
-    check_network_size(owner, kwargs, sum(tensor.numel() for tensor in state_dict.values()), where)
+    check_network_size(owner, kwargs, stored_values(state_dict.values()), where)
     try:
         build = discriminator_from_nvidia if key == "D" else generator_from_nvidia
         network = build(kwargs, state_dict)
-    except (ValueError, TypeError) as error:
+    except ValueError as error:
         raise ValueError(f"{where}: {error}") from None
+    except Exception as error:  # kwargs within bounds that the constructor still rejects (asserts, odd values)
+        raise ValueError(f"{where}: cannot build the network from its kwargs ({type(error).__name__}: "
+                         f"{' '.join(str(error).split())[:200]})") from None  # fmt: skip
     return network.eval().requires_grad_(False)
 
 

@@ -30,6 +30,7 @@ from stylegan_core.io.limits import (
     MAX_TENSOR_ELEMENTS,
     check_network_kwargs,
     check_network_size,
+    stored_values,
 )
 from stylegan_core.io.stale_temps import remove_stale_temps
 
@@ -209,7 +210,7 @@ def _parse(state: Any, where: str) -> Snapshot:
     kwargs = {name: _network_kwargs(state[name], name, where) for name in ("G_kwargs", "D_kwargs")}
     networks = {name: _state_dict(state[name], name, where) for name in NETWORKS}
     for name, owner in (("G", "Generator"), ("G_ema", "Generator"), ("D", "Discriminator")):
-        stored = sum(tensor.numel() for tensor in networks[name].values())
+        stored = stored_values(networks[name].values())
         check_network_size(owner, kwargs["D_kwargs" if name == "D" else "G_kwargs"], stored, f"{where} [{name}]")
     augment = _mapping(state.get("augment") or {}, "augment", where)
     common = dict(**kwargs, **networks, options=dict(_mapping(state["options"], "options", where)),
@@ -331,7 +332,11 @@ def load_generator(path: str | os.PathLike[str], which: str = "G_ema", device: t
     if path.is_file() and not is_snapshot_file(path):
         return _load_nvidia_generator(path, which, device)
     snapshot = load_snapshot(path)
-    generator = Generator(**snapshot.G_kwargs)
+    try:
+        generator = Generator(**snapshot.G_kwargs)
+    except Exception as error:  # kwargs within bounds that the constructor still rejects
+        raise InputError(f"{path}: cannot build G from G_kwargs ({type(error).__name__}: "
+                         f"{_first_line(error)})") from None  # fmt: skip
     _load_state(generator, getattr(snapshot, which), f"{path} [{which}]")
     return generator.eval().requires_grad_(False).to(device)
 
