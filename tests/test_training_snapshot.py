@@ -70,15 +70,25 @@ def test_failed_save_keeps_the_previous_file(tmp_path, full):
     assert [p.name for p in tmp_path.iterdir()] == ["s.pt"]
 
 
-def test_disk_full_names_the_file_and_keeps_the_previous_snapshot(tmp_path, full, monkeypatch):
+# ENOSPC as Python's file layer raises it, and as torch's zip writer reports it (a RuntimeError).
+DISK_FULL = {
+    "oserror": (OSError(errno.ENOSPC, "No space left on device"), "No space left on device"),
+    "torch": (RuntimeError("[enforce fail at inline_container.cc:778] . PytorchStreamWriter failed writing file "
+                           "data/3: file write failed"), "PytorchStreamWriter failed writing file"),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(DISK_FULL))
+def test_disk_full_names_the_file_and_keeps_the_previous_snapshot(tmp_path, full, monkeypatch, kind):
     path = save_snapshot(tmp_path / "s.pt", full)
     before = path.read_bytes()
+    error, reason = DISK_FULL[kind]
 
     def no_space(*args, **kwargs):
-        raise OSError(errno.ENOSPC, "No space left on device")
+        raise error
 
     monkeypatch.setattr(torch, "save", no_space)
-    with pytest.raises(OSError, match=r"cannot write snapshot .*s\.pt: No space left on device \(the previous"):
+    with pytest.raises(OSError, match=rf"cannot write snapshot .*s\.pt: .*{reason}.* \(the previous"):
         save_snapshot(path, dataclasses.replace(full, progress=Progress(16, 2, 4)))
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["s.pt"]
 
@@ -157,3 +167,19 @@ def test_names_and_latest_snapshot(tmp_path, full):
         save_snapshot(snapshot_path(tmp_path, nimg, 0.5), full)
     (tmp_path / "snapshots" / "network-snapshot-999999.pt.tmp").write_text("")
     assert find_latest_snapshot(tmp_path).name == "network-snapshot-000001.004.pt"
+
+
+@pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="needs /dev/full")
+def test_disk_full_for_real_through_dev_full(tmp_path, full, monkeypatch):
+    from pathlib import Path
+
+    path = save_snapshot(tmp_path / "s.pt", full)
+    before, real_open = path.read_bytes(), Path.open
+
+    def open_full(self, mode="r", *args, **kwargs):  # the temporary file lands on a device that is always full
+        return open("/dev/full", mode) if self.name.endswith(".tmp") else real_open(self, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", open_full)
+    with pytest.raises(OSError, match=r"cannot write snapshot .*s\.pt: No space left on device"):
+        save_snapshot(path, dataclasses.replace(full, progress=Progress(16, 2, 4)))
+    assert path.read_bytes() == before
