@@ -240,6 +240,27 @@ def corrupt_member(path: Path, index: int) -> Path:
     return path
 
 
+def encrypted_member(path: Path, index: int) -> Path:
+    """Mark image ``index`` as encrypted in the central directory (zipfile then asks for a password)."""
+    data = bytearray(path.read_bytes())
+    name = f"00000/img{index:08d}.png".encode()
+    entry = data.index(b"PK\x01\x02")  # central directory entries: signature, then the name at offset 46
+    while data[entry + 46 : entry + 46 + len(name)] != name:
+        entry = data.index(b"PK\x01\x02", entry + 4)
+    data[entry + 8] |= 0x01
+    path.write_bytes(bytes(data))
+    return path
+
+
+def corrupt_png(seed: int = 0) -> bytes:
+    """A 16x16 PNG whose compressed image data is damaged (zip CRC fine, header fine, decoding fails)."""
+    data = bytearray(png(seed=seed))
+    start = data.index(b"IDAT") + 4
+    for offset in range(start + 2, start + 40):
+        data[offset] ^= 0x5A
+    return bytes(data)
+
+
 def zip_bomb(path: Path) -> Path:
     import zipfile
 
@@ -281,6 +302,8 @@ def hostile_training_cases(folder: Path) -> dict[str, tuple[Path, list[str], str
                             "expected {'labels'"),
         "crc_corrupt_member": (corrupt_member(dataset_zip(folder / "crc.zip"), 10), [], "Bad CRC-32"),
         "zip_bomb_member": (zip_bomb(folder / "bomb.zip"), [], "a zip bomb?"),
+        "encrypted_member": (encrypted_member(dataset_zip(folder / "encrypted.zip"), 7), [], "img00000007.png"),
+        "corrupt_png_data": (dataset_zip(folder / "idat.zip", replace={20: corrupt_png()}), [], "img00000020.png"),
         "png_bomb_header": (dataset_zip(folder / "pngbomb.zip", replace={0: bomb_png_header()}), [],
                             "cannot decode image"),
         "truncated_zip": (_truncated_copy(good, folder / "cut.zip"), [], "cut.zip"),

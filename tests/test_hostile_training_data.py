@@ -21,8 +21,8 @@ def cases(tmp_path_factory):
 CASE_NAMES = [
     "wrong_size_image", "grey_among_rgb", "label_million", "label_int64_max", "label_negative", "labels_mixed",
     "labels_nan_vector", "labels_flat_ints", "labels_empty_entries", "labels_dict", "labels_not_json",
-    "crc_corrupt_member", "zip_bomb_member", "png_bomb_header", "truncated_zip", "resume_evil_pickle",
-    "resume_truncated_snapshot",
+    "crc_corrupt_member", "zip_bomb_member", "encrypted_member", "corrupt_png_data", "png_bomb_header",
+    "truncated_zip", "resume_evil_pickle", "resume_truncated_snapshot",
 ]  # fmt: skip
 
 

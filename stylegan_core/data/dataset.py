@@ -32,7 +32,11 @@ _CHUNK = 1 << 20
 # Largest member a dataset may hold: a 1024 px RGBA image is 4 MiB raw (PNG adds little even uncompressible);
 # dataset.json for a million images is well under it. A larger declared size is a zip bomb or not a dataset.
 MAX_MEMBER_BYTES = 64 << 20
-_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError, ValueError)
+# RuntimeError: zipfile's answer to encrypted members.
+_ZIP_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError, ValueError, RuntimeError)
+# Datasets up to this many raw pixel bytes are decoded completely when training opens them (a PNG whose compressed
+# data is corrupt passes every header and CRC check); larger ones would take minutes, so they are checked lazily.
+FULL_DECODE_BYTES = 1 << 28
 
 
 def sha256_hex(data: bytes) -> str:
@@ -270,6 +274,19 @@ class ImageDataset:
                 first = self._files.image_names[0]
                 raise DatasetError(f"{self._path}/{name}: image is {_geometry(found)}, but the dataset's images are "
                                    f"{_geometry(expected)} (as the first, {first})")  # fmt: skip
+
+    def verify_images(self, max_raw_bytes: int = FULL_DECODE_BYTES) -> bool:
+        """Decode every image once (DatasetError naming the first bad one) if the dataset's raw pixels fit in
+        ``max_raw_bytes``; return whether it did."""
+        if int(np.prod(self._raw_shape, dtype=np.int64)) > max_raw_bytes:
+            return False
+        for raw_index in range(self._raw_shape[0]):
+            image = self._load_raw_image(raw_index)
+            if image.shape != self.image_shape:
+                name = self._files.image_names[raw_index]
+                raise DatasetError(f"{self._path}/{name}: decodes to {list(image.shape)}, its header said "
+                                   f"{list(self.image_shape)}")  # fmt: skip
+        return True
 
     def _load_raw_image(self, raw_index: int) -> np.ndarray:
         name = self._files.image_names[raw_index]

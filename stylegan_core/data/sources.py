@@ -82,7 +82,7 @@ class SourceReader:
             raise BadFileError(self.display_name(path), f"zip entry of {info.file_size} bytes is too large")
         try:
             return archive.read(info)  # checks the entry's CRC
-        except (zipfile.BadZipFile, zlib.error, EOFError) as error:
+        except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError) as error:  # RuntimeError: encrypted
             raise BadFileError(self.display_name(path), f"corrupt zip entry ({error})") from None
 
     def open(self, path: str) -> BinaryIO:

@@ -45,7 +45,7 @@ def header_task(context: tuple[SourceReader, int], item: SourceItem) -> ImageHea
             return read_header(stream, name, max_pixels)
     except BadFileError as error:
         return error
-    except (OSError, zipfile.BadZipFile, zlib.error, EOFError) as error:  # a short entry is CRC-checked here
+    except (OSError, zipfile.BadZipFile, zlib.error, EOFError, RuntimeError) as error:  # CRC-checked; encrypted
         return BadFileError(name, f"cannot be read ({error})")
 
 

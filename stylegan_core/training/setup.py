@@ -180,6 +180,7 @@ def open_dataset(data: DataConfig, seed: int) -> Any:
     if data.cond and not dataset.has_labels:
         raise ValueError(f"--cond=True requires labels specified in dataset.json, and {data.path} has none")
     _ = dataset.content_hash  # reads every member once now (CRC-checked), so a corrupt one fails before training
+    dataset.verify_images()  # and decodes every image of a small dataset (corrupt compressed data)
     return dataset
 
 
