@@ -24,8 +24,8 @@ from dagster_project.stages import dataset_facts, record_validation
 from dagster_project.training import current_snapshot
 
 if TYPE_CHECKING:
-    from stylegan_core.data.spec import DatasetSpec
     from stylegan_core.data.validate import ValidationReport
+    from stylegan_core.spec import DatasetSpec
 
 # A metric "regressed" when it is worse than before by more than this relative margin (plus an absolute floor, since
 # KID can sit near zero). FID and KID are noisy on small samples; the check warns, it never blocks.

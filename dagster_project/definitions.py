@@ -18,9 +18,13 @@ from dagster_project.launch import ProcessGroupPipesClient
 from dagster_project.resources import StyleGANResource
 
 # Two Dagster features used on purpose: MultiToSingleDimensionPartitionMapping (beta) and partitioned asset checks
-# (preview). docs/dagster.md names them; their warnings would otherwise repeat on every load.
+# (preview). docs/dagster.md names them; their warnings would otherwise repeat on every load. The third is Dagster
+# warning about itself: every Pipes session reads the preview `PipesMessageReader.expected_writer_count` internally,
+# so each training run printed a PreviewWarning that no user code can avoid (issue 16).
 warnings.filterwarnings(
-    "ignore", message=r".*(MultiToSingleDimensionPartitionMapping|partitions_def on an AssetCheckSpec)"
+    "ignore",
+    message=r".*(MultiToSingleDimensionPartitionMapping|partitions_def on an AssetCheckSpec"
+    r"|PipesMessageReader\.expected_writer_count)",
 )
 
 
@@ -30,9 +34,23 @@ def build_resources(stylegan: StyleGANResource | None = None) -> dict[str, objec
     return {"stylegan": stylegan, "training_client": client}
 
 
+def spec_error_asset(index: int, message: str) -> dg.AssetsDefinition:
+    """A bad spec, visible in the UI: its group is missing, this asset says why (and fails if materialised)."""
+    name = spec_utils.group_name(Path(message.split(": ", 1)[0]).stem) or "spec"
+
+    @dg.asset(key=["spec_errors", f"{name}_{index}"], group_name="spec_errors", description=message)
+    def _bad_spec() -> None:
+        raise dg.Failure(description=message)
+
+    return _bad_spec
+
+
 def build_definitions(spec_folder: Path | None = None, stylegan: StyleGANResource | None = None) -> dg.Definitions:
     assets, checks, jobs, schedules, sensors = [], [], [], [], []
-    for spec in spec_utils.load_all(spec_folder):
+    specs, errors = spec_utils.load_checked(spec_folder)
+    spec_utils.log_errors(errors)
+    assets += [spec_error_asset(index, message) for index, message in enumerate(errors)]
+    for spec in specs:
         group = build_spec_assets(spec)
         automation = build_spec_automation(group)
         assets += group.all

@@ -33,7 +33,7 @@ from dagster_project.stages import (
 )
 
 if TYPE_CHECKING:
-    from stylegan_core.data.spec import DatasetSpec
+    from stylegan_core.spec import DatasetSpec
 
 # Bump when an asset's code changes what it produces.
 CODE_VERSIONS = {
@@ -125,7 +125,7 @@ def _real_features_asset(
     )  # fmt: skip
     def real_features(context: AssetExecutionContext, stylegan: StyleGANResource) -> dg.MaterializeResult:
         facts = dataset_facts(spec, int(context.partition_key), stylegan)
-        result = real_feature_statistics(facts, stylegan)
+        result = real_feature_statistics(facts, stylegan, context.log.info)
         return dg.MaterializeResult(metadata=result.metadata, data_version=dg.DataVersion(result.version))
 
     return real_features
@@ -165,7 +165,7 @@ def _metrics_asset(
     )  # fmt: skip
     def metrics(context: AssetExecutionContext, stylegan: StyleGANResource) -> dg.MaterializeResult:
         partition = parse_training_key(context.partition_key)
-        result = measure_metrics(spec, partition, stylegan)
+        result = measure_metrics(spec, partition, stylegan, context.log.info)
         context.log.info(" ".join(f"{name} {value:.4f}" for name, value in result.values.items()))
         return dg.MaterializeResult(metadata=result.metadata, data_version=dg.DataVersion(result.version))
 

@@ -18,14 +18,6 @@ THUMBNAIL_MAX_BYTES = 96_000
 THUMBNAIL_MIN_SIDE = 256
 
 
-def sha256_file(path: str | os.PathLike[str], chunk_bytes: int = 1 << 20) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(chunk_bytes):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def sha256_text(*parts: str) -> str:
     """A stable digest of strings (never Python's per-process `hash()`), for data versions and run identities."""
     digest = hashlib.sha256()

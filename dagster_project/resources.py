@@ -34,8 +34,8 @@ class StyleGANResource(dg.ConfigurableResource):
     artifacts_dir: str = str(DEFAULT_ARTIFACTS_DIR)
     """Root of every file the pipeline writes: datasets, feature caches, run directories, sample grids."""
     cache_dir: str = ""
-    """Root of caches shared between runs (real-image statistics under gan-metrics/); empty = <artifacts>/cache.
-    Same meaning as stylegan_core's STYLEGAN_CACHE_DIR, so the CLI and the pipeline share one cache."""
+    """Root of caches shared between runs (real-image statistics under gan-metrics/); empty = the `stylegan` CLI's
+    rule, $STYLEGAN_CACHE_DIR else ~/.cache/stylegan_core, so the CLI and the pipeline share one cache."""
     device: str = "auto"
     """Device for in-process work (features, metrics, samples, checks): auto = cuda when available, else cpu."""
     image_workers: int = 0
@@ -70,9 +70,11 @@ class StyleGANResource(dg.ConfigurableResource):
         return self.root / spec_name / "datasets" / str(resolution)
 
     def cache_root(self) -> Path:
-        return (
-            Path(os.path.expandvars(self.cache_dir)).expanduser().resolve() if self.cache_dir else self.root / "cache"
-        )
+        if self.cache_dir:
+            return Path(os.path.expandvars(self.cache_dir)).expanduser().resolve()
+        from stylegan_core.metrics.cache import default_cache_dir
+
+        return default_cache_dir().parent.resolve()  # one rule for CLI and pipeline (docs/metrics.md)
 
     def features_cache_dir(self) -> Path:
         """Real-image statistics, keyed by dataset content hash and detector hash (never by path or spec)."""
@@ -92,6 +94,9 @@ class StyleGANResource(dg.ConfigurableResource):
 
         if self.device == "auto":
             return "cuda" if torch.cuda.is_available() else "cpu"
+        if self.device.startswith("cuda") and not torch.cuda.is_available():  # else torch's bare AssertionError
+            raise ValueError(f"stylegan resource device {self.device!r}: no CUDA here (torch {torch.__version__}); "
+                             "set STYLEGAN_DEVICE=cpu or auto")  # fmt: skip
         return self.device
 
     def processes_per_node(self) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 from dataclasses import asdict, is_dataclass
@@ -13,8 +14,9 @@ from dagster_project.metadata import sha256_text
 from dagster_project.resources import REPO_ROOT
 
 if TYPE_CHECKING:
-    from stylegan_core.data.spec import DatasetSpec
+    from stylegan_core.spec import DatasetSpec
 
+_log = logging.getLogger(__name__)
 SPECS_ENV = "STYLEGAN_SPECS"
 DEFAULT_SPECS_DIR = REPO_ROOT / "datasets_spec"
 
@@ -25,9 +27,47 @@ def specs_dir() -> Path:
 
 
 def load_all(folder: Path | None = None) -> list[DatasetSpec]:
-    from stylegan_core.data.spec import load_specs
+    """The good specs of the folder; each bad one is logged (file, key, problem) and left out, so one mistake does
+    not take every group of the code location down."""
+    specs, errors = load_checked(folder)
+    log_errors(errors)
+    return specs
 
-    return load_specs(folder or specs_dir())
+
+def log_errors(errors: list[str]) -> None:
+    for error in errors:
+        _log.error("spec left out of the code location: %s", error)
+
+
+def load_checked(folder: Path | None = None) -> tuple[list[DatasetSpec], list[str]]:
+    """(good specs, one message per bad file). A schedule Dagster itself would refuse makes its spec bad, too."""
+    from stylegan_core.spec import SpecError, check_specs
+    from stylegan_core.spec.loader import spec_files
+
+    try:
+        files = spec_files(folder or specs_dir())
+    except SpecError as error:
+        return [], [str(error)]
+    specs, errors = check_specs(files)
+    messages = [str(error) for error in errors]
+    good = []
+    for spec in specs:
+        problem = schedule_problem(spec)
+        if problem:
+            messages.append(problem)
+        else:
+            good.append(spec)
+    return good, messages
+
+
+def schedule_problem(spec: DatasetSpec) -> str | None:
+    """The spec loader checks cron fields itself; this asks Dagster's own parser too, so a schedule that loads
+    also builds."""
+    from dagster._utils.schedules import is_valid_cron_string
+
+    if spec.schedule is None or is_valid_cron_string(spec.schedule.cron):
+        return None
+    return f"{spec.spec_path}: schedule.cron: Dagster cannot parse {spec.schedule.cron!r}"
 
 
 def work_dir(spec: DatasetSpec, artifacts_root: Path) -> Path:

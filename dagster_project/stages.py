@@ -7,8 +7,8 @@ the training launch, which needs the Pipes client and the asset context.
 from __future__ import annotations
 
 import json
-import os
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -29,9 +29,10 @@ from dagster_project.training import (
     worker_env,
     write_json_atomic,
 )
+from stylegan_core.io.atomic import atomic_outputs, sha256_file
 
 if TYPE_CHECKING:
-    from stylegan_core.data.spec import DatasetSpec
+    from stylegan_core.spec import DatasetSpec
 
 PREVIEW_IMAGES = 32
 SAMPLE_COLUMNS = 8
@@ -64,10 +65,8 @@ def inventory_raw_images(spec: DatasetSpec, stylegan: StyleGANResource) -> RawIm
     source = spec_utils.source_path(spec, stylegan.root)
     inventory = inventory_source(source, **spec_utils.inventory_options(spec), workers=stylegan.ingest_workers())
     table_path = stylegan.root / spec.name / "raw_images.parquet"
-    table_path.parent.mkdir(parents=True, exist_ok=True)
-    temp = table_path.with_name(f".{table_path.name}.{os.getpid()}.tmp")
-    inventory.frame.to_parquet(temp, index=False)
-    os.replace(temp, table_path)
+    with atomic_outputs(table_path) as (temp,):
+        inventory.frame.to_parquet(temp, index=False)
     frame = inventory.frame
     problems = frame[frame["problem"].notna()]
     metadata: dict[str, Any] = {
@@ -208,13 +207,20 @@ def dataset_facts(spec: DatasetSpec, resolution: int, stylegan: StyleGANResource
 # ---- real_features -------------------------------------------------------------------------------------------------
 
 
-def real_feature_statistics(facts: DatasetFacts, stylegan: StyleGANResource) -> StageResult:
-    """All real images' Inception features (enough for every `*_full` FID and KID), cached by content hash."""
+def real_feature_statistics(
+    facts: DatasetFacts, stylegan: StyleGANResource, log: Callable[[str], None] | None = None
+) -> StageResult:
+    """All real images' Inception features (enough for every `*_full` FID and KID), cached by content hash.
+
+    `log` (the run log) receives progress lines at intervals; without it the work is silent."""
     from stylegan_core.metrics import load_detector, real_statistics
     from stylegan_core.metrics.cache import cache_file
+    from stylegan_core.metrics.progress import LineProgress
 
     detector = load_detector(None, stylegan.torch_device())
-    stats = real_statistics(facts.zip_path, detector, stylegan.features_cache_dir(), need_features=True, progress=False)
+    progress = LineProgress(log) if log is not None else False
+    stats = real_statistics(facts.zip_path, detector, stylegan.features_cache_dir(), need_features=True,
+                            progress=progress)  # fmt: skip
     path = cache_file(stylegan.features_cache_dir(), stats.content_hash, stats.detector_sha256, stats.num_items)
     metadata = {
         "images": stats.num_items,
@@ -244,7 +250,7 @@ def launch_training(
     # Metrics are the `metrics` asset's job; training itself evaluates none.
     overrides = {**overrides, "metrics": []}
     run_root = stylegan.run_root(spec.name, partition.config, partition.resolution)
-    where = f"spec {spec.name!r} config {partition.config!r}"
+    where = f"{spec.spec_path}: configs.{partition.config}"
     plan = plan_training(run_root, preset, overrides, partition.resolution, stylegan.world_size(), facts, where)
     prepare_run_dir(plan, facts, partition.key)
     context.log.info(f"{plan.mode} run in {plan.run_dir}" + (f" from {plan.resume}" if plan.resume else ""))
@@ -263,17 +269,26 @@ def launch_training(
 # ---- metrics and samples -------------------------------------------------------------------------------------------
 
 
-def measure_metrics(spec: DatasetSpec, partition: TrainingPartition, stylegan: StyleGANResource) -> StageResult:
+def measure_metrics(
+    spec: DatasetSpec,
+    partition: TrainingPartition,
+    stylegan: StyleGANResource,
+    log: Callable[[str], None] | None = None,
+) -> StageResult:
+    """Metrics of the current snapshot; values already recorded for the same snapshot and real statistics are reused
+    (metric-*.jsonl is not appended to again). `log` receives announcements and progress lines."""
     from stylegan_core.io.snapshot import load_generator
     from stylegan_core.metrics import compute_metrics
+    from stylegan_core.metrics.progress import LineProgress
 
     run_dir, snapshot = current_snapshot(stylegan.run_root(spec.name, partition.config, partition.resolution))
     facts = dataset_facts(spec, partition.resolution, stylegan)
     device = stylegan.torch_device()
     G = load_generator(snapshot, "G_ema", device)
     names = list(spec.metrics)
-    results = compute_metrics(G, facts.zip_path, names, device, stylegan.features_cache_dir(), progress=False,
-                              run_dir=run_dir, snapshot_path=snapshot)  # fmt: skip
+    results = compute_metrics(G, facts.zip_path, names, device, stylegan.features_cache_dir(),
+                              progress=LineProgress(log) if log is not None else False,
+                              run_dir=run_dir, snapshot_path=snapshot, reuse_recorded=True)  # fmt: skip
     values = {key: float(value) for result in results.values() for key, value in result.items()}
     metadata: dict[str, Any] = {
         **md.floats(values),
@@ -281,8 +296,9 @@ def measure_metrics(spec: DatasetSpec, partition: TrainingPartition, stylegan: S
         "reports": md.names(f"metric-{name}.jsonl" for name in names),
         "run_dir": md.path(run_dir),
         "seconds": round(sum(getattr(r, "total_time", 0.0) for r in results.values()), 2),
+        "reused": md.names(name for name, result in results.items() if getattr(result, "reused", False)),
     }
-    version = md.sha256_text("metrics", md.sha256_file(snapshot), json.dumps(values, sort_keys=True))
+    version = md.sha256_text("metrics", sha256_file(snapshot), json.dumps(values, sort_keys=True))
     return StageResult(metadata, version, values)
 
 
@@ -299,5 +315,5 @@ def render_samples(spec: DatasetSpec, partition: TrainingPartition, stylegan: St
     for psi, path in zip(SAMPLE_TRUNCATIONS, paths, strict=True):
         metadata[f"grid_psi{psi:.2f}"] = md.image_markdown(path, f"ψ = {psi:g}, {snapshot.stem}")
         metadata[f"grid_psi{psi:.2f}_path"] = md.path(path)
-    version = md.sha256_text("samples", *(md.sha256_file(path) for path in paths))
+    version = md.sha256_text("samples", *(sha256_file(path) for path in paths))
     return StageResult(metadata, version)

@@ -1,72 +1,29 @@
-"""The torchrun entry point of a training launched by a `network` asset: `python -m dagster_project.train_worker`.
+"""Dagster's side of a training process: Pipes reporting, plugged into the one worker as hooks.
 
-Every rank trains (`stylegan_core.training.train` joins the torchrun job itself). Only global rank 0 opens Dagster
-Pipes: it turns tick lines into Dagster log messages and reports the final materialisation (kimg, sec/kimg, augment
-p, losses, snapshot path; the data version is the snapshot file's sha256). Other ranks must not open Pipes: Dagster
-would receive one materialisation per rank and fail the step.
-
-The first SIGINT/SIGTERM (a cancelled run; torchrun forwards it) asks the loop to stop at the end of the current tick,
-which writes a final snapshot; a second one interrupts at once. Run outside Dagster (plain torchrun) it still trains:
-Pipes then only warns that no orchestrator is listening.
+The `network` asset launches `torchrun ... -m stylegan_core.training.worker --run-dir DIR --hooks
+dagster_project.train_worker:pipes_hooks` (see `training.torchrun_command`). Every rank trains; only global rank 0
+opens Dagster Pipes: it turns tick lines into Dagster log messages and reports the final materialisation (kimg,
+sec/kimg, augment p, losses, snapshot path; the data version is the snapshot file's sha256). Other ranks must not
+open Pipes: Dagster would receive one materialisation per rank and fail the step. Run outside Dagster (plain
+torchrun) it still trains: Pipes then only warns that no orchestrator is listening.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
-import hashlib
-import json
 import os
-import signal
-import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from dagster_pipes import PipesContext, open_dagster_pipes
+from dagster_pipes import open_dagster_pipes
 
 from stylegan_core.config import TrainOptions
-from stylegan_core.training import train
+from stylegan_core.io.atomic import sha256_file
 from stylegan_core.training.callbacks import SnapshotInfo, TickInfo, TrainCallbacks, TrainResult
+from stylegan_core.training.worker import LaunchHooks
 
-OPTIONS_FILE = "requested_options.json"
-
-
-class AbortOnSignal:
-    """First SIGINT/SIGTERM: stop at the next tick; second: raise KeyboardInterrupt."""
-
-    def __init__(self) -> None:
-        self.requested = False
-
-    def install(self) -> None:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, self._handle)
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __call__(self) -> bool:
-        return self.requested
-
-
-def sha256_file(path: Path) -> str:
-    # Not dagster_project.metadata's: that imports dagster, and every rank would pay for it.
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
-def tick_message(tick: TickInfo) -> str:
-    losses = " ".join(f"{name.removeprefix('Loss/')} {value:.4f}" for name, value in sorted(tick.losses.items()))
-    return (
-        f"tick {tick.tick:<4d} kimg {tick.kimg:<8.3f}/{tick.total_kimg:g} sec/tick {tick.sec_per_tick:<6.1f} "
-        f"sec/kimg {tick.sec_per_kimg:<7.2f} maintenance {tick.maintenance_s:<5.1f} cpumem {tick.cpu_mem_gb:.2f} "
-        f"gpumem {tick.gpu_mem_gb:.2f} augment {tick.augment_p:.3f} | {losses}"
-    )
+HOOKS = "dagster_project.train_worker:pipes_hooks"
 
 
 def _metadata_value(value: Any, kind: str) -> dict[str, Any]:
@@ -97,61 +54,28 @@ def materialization_metadata(result: TrainResult, last_tick: TickInfo | None, re
 
 
 @contextlib.contextmanager
-def rank_zero_pipes() -> Iterator[PipesContext | None]:
+def pipes_hooks(options: TrainOptions, run_dir: Path) -> Iterator[LaunchHooks]:
+    """On global rank 0: Pipes log lines per tick and snapshot, and the materialisation at the end; elsewhere none."""
     if int(os.environ.get("RANK", "0")) != 0:
-        yield None
+        yield LaunchHooks()
         return
-    with open_dagster_pipes() as pipes:
-        yield pipes
-
-
-def run(options: TrainOptions, run_dir: Path) -> TrainResult:
-    abort = AbortOnSignal()
-    abort.install()
     last_tick: list[TickInfo] = []
-    with rank_zero_pipes() as pipes:
+    with open_dagster_pipes() as pipes:
 
         def on_tick(tick: TickInfo) -> None:
-            last_tick[:] = [tick]
-            if pipes is not None:
-                pipes.log.info(tick_message(tick))
+            last_tick[:] = [tick]  # the tick line itself reaches Dagster once, through on_log
 
         def on_snapshot(info: SnapshotInfo) -> None:
-            if pipes is not None:
-                pipes.log.info(f"snapshot at kimg {info.kimg:.3f}: {info.snapshot_path}")
+            pipes.log.info(f"snapshot at kimg {info.kimg:.3f}: {info.snapshot_path}")
 
-        callbacks = TrainCallbacks(on_tick=on_tick, on_snapshot=on_snapshot, should_abort=abort)
-        result = train(options, run_dir, callbacks)
-        if pipes is not None:
+        def on_result(result: TrainResult) -> None:
             if result.last_snapshot is None:
                 raise RuntimeError(f"training in {run_dir} ended without writing a snapshot")
             pipes.report_asset_materialization(
                 metadata=materialization_metadata(result, last_tick[0] if last_tick else None, options.loop.resume),
                 data_version=sha256_file(result.last_snapshot),
             )
-    return result
 
-
-def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m dagster_project.train_worker", description=__doc__)
-    parser.add_argument("--run-dir", type=Path, required=True, help="run directory (created if missing)")
-    parser.add_argument(
-        "--options", type=Path, default=None, help=f"resolved options JSON (default: RUN_DIR/{OPTIONS_FILE})"
-    )
-    return parser.parse_args(argv)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    options_path = args.options or args.run_dir / OPTIONS_FILE
-    try:
-        options = TrainOptions.from_dict(json.loads(options_path.read_text()))
-    except (OSError, ValueError) as error:
-        print(f"train_worker: cannot read options from {options_path}: {error}", file=sys.stderr)
-        return 2
-    result = run(options, args.run_dir)
-    return 1 if result.aborted else 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        # Log lines (ticks with % and ETA, metric progress) go to the Dagster log instead of stdout: each appears once.
+        callbacks = TrainCallbacks(on_tick=on_tick, on_snapshot=on_snapshot, on_log=pipes.log.info)
+        yield LaunchHooks(callbacks, on_result)

@@ -23,14 +23,18 @@ from typing import Any, Literal
 
 from dagster_project.metadata import sha256_text
 from dagster_project.resources import REPO_ROOT, StyleGANResource
+from dagster_project.train_worker import HOOKS as PIPES_HOOKS
 from stylegan_core.config import TrainOptions
+from stylegan_core.io.atomic import write_json_atomic
 from stylegan_core.io.snapshot import find_latest_snapshot
+from stylegan_core.options import OptionError, yaml_name
 from stylegan_core.presets import resolve_options
 from stylegan_core.training.state import RUN_CONTROL_FIELDS
+from stylegan_core.training.worker import OPTIONS_FILE as WORKER_OPTIONS_FILE
 
 RUN_INFO_FILE = "dagster_run.json"
 CURRENT_RUN_FILE = "current.json"
-OPTIONS_FILE = "requested_options.json"  # read by dagster_project.train_worker
+OPTIONS_FILE = WORKER_OPTIONS_FILE  # what the worker reads when no --options is given
 _RUN_DIR = re.compile(r"^(\d{5})-d([0-9a-f]{8})-o([0-9a-f]{8})$")
 
 
@@ -77,7 +81,11 @@ def plan_training(
 ) -> TrainingPlan:
     """Choose the run directory and resume snapshot for one training partition (see the module docstring)."""
     wanted = {**overrides, "data": str(dataset.zip_path)}
-    options = resolve_options(preset, resolution, world_size, wanted, source=source)  # type: ignore[arg-type]
+    try:
+        options = resolve_options(preset, resolution, world_size, wanted, source=source)  # type: ignore[arg-type]
+    except OptionError as error:
+        # The spec loaded (checked with one GPU); this world size is what makes it fail: say so, by YAML key.
+        raise ValueError(f"{source}.{error.key}: {error.message(yaml_name)} (with {world_size} GPUs)") from None
     identity = options_identity(options)
     data_id, options_id = dataset.content_hash[:8], identity[:8]
     runs = _existing_runs(run_root)
@@ -132,13 +140,6 @@ def read_run_info(run_dir: Path) -> dict[str, Any]:
         return {}
 
 
-def write_json_atomic(path: Path, value: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(value, indent=2, sort_keys=True, default=str))
-    os.replace(temp, path)
-
-
 def prepare_run_dir(plan: TrainingPlan, dataset: DatasetFacts, partition_key: str) -> None:
     """Write what the worker reads (resolved options) and what later plans read (identity facts)."""
     write_json_atomic(plan.run_dir / OPTIONS_FILE, plan.options.to_dict())
@@ -155,7 +156,7 @@ def prepare_run_dir(plan: TrainingPlan, dataset: DatasetFacts, partition_key: st
 def torchrun_command(sg: StyleGANResource, run_dir: Path, node_rank: int = 0) -> list[str]:
     return [
         sys.executable, "-m", "torch.distributed.run", *sg.torchrun_args(node_rank),
-        "-m", "dagster_project.train_worker", "--run-dir", str(run_dir),
+        "-m", "stylegan_core.training.worker", "--run-dir", str(run_dir), "--hooks", PIPES_HOOKS,
     ]  # fmt: skip
 
 

@@ -1,15 +1,15 @@
 """Typed training options: one frozen dataclass per concern, each default defined here and nowhere else.
 
 Presets (`stylegan_core.presets`) fill these in from NVIDIA's configuration table; spec files and the CLI hold only
-overrides, applied by `apply_overrides` through the single table `OVERRIDE_KEYS` (CLI-style names, so
-`--gamma 2` on the command line and `gamma: 2` in a spec mean the same thing).
+overrides, applied through the one option table `stylegan_core.options.OVERRIDE_KEYS` (so `--gamma 2` on the
+command line and `gamma: 2` in a spec mean the same thing).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,6 +18,7 @@ DArchitecture = Literal["orig", "skip", "resnet"]
 AugmentMode = Literal["ada", "noaug", "fixed"]
 AugPipeName = Literal["blit", "geom", "color", "filter", "noise", "cutout", "bg", "bgc", "bgcf", "bgcfn", "bgcfnc"]
 PresetName = Literal["auto", "stylegan2", "paper256", "paper512", "paper1024", "cifar"]
+OpsImpl = Literal["auto", "ref", "cuda"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -160,6 +161,9 @@ class LoopConfig:
     """(columns, rows) of reals.png / fakes*.png; None = NVIDIA's layout filling an ~8K canvas (`--grid 8x4`)."""
     dist_timeout_s: float = 600.0
     """A dead or stuck data-parallel peer fails the run after this many seconds instead of hanging it."""
+    ops_impl: OpsImpl = "auto"
+    """Custom ops: `ref` (readable PyTorch), `cuda` (compiled kernels, an error if they cannot be built) or `auto`
+    (kernels for CUDA tensors when they build, else the reference with one warning); see docs/cuda_ops.md."""
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -229,152 +233,3 @@ def _section_from_dict(section_type: type, data: Mapping[str, Any]) -> Any:
     _reject_unknown(section_type.__name__, data, fields)
     kwargs = {name: tuple(v) if isinstance(v, list) else v for name, v in data.items()}
     return section_type(**kwargs)
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Overrides: CLI-style names → (section, field, parser). One table serves the CLI, the spec files and Dagster config.
-
-
-def _to_bool(value: object) -> bool:
-    if isinstance(value, bool):
-        return value
-    text = str(value).strip().lower()
-    if text in ("1", "true", "yes", "on"):
-        return True
-    if text in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"expected a boolean, got {value!r}")
-
-
-def _optional(parse: Callable[[object], Any]) -> Callable[[object], Any]:
-    def parse_optional(value: object) -> Any:
-        if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "null", "")):
-            return None
-        return parse(value)
-
-    return parse_optional
-
-
-def _to_int(value: object) -> int:
-    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-        raise ValueError(f"expected an integer, got {value!r}")
-    return int(value)  # type: ignore[arg-type]
-
-
-def _to_names(value: object) -> tuple[str, ...]:
-    if isinstance(value, str):
-        items = [] if value.strip().lower() in ("", "none") else value.split(",")
-    else:
-        items = list(value)  # type: ignore[call-overload]
-    return tuple(str(item).strip() for item in items if str(item).strip())
-
-
-def _to_grid(value: object) -> tuple[int, int] | None:
-    if value is None or (isinstance(value, str) and value.strip().lower() in ("none", "auto", "")):
-        return None
-    parts = value.lower().split("x") if isinstance(value, str) else list(value)  # type: ignore[call-overload]
-    if len(parts) != 2:
-        raise ValueError(f"expected COLUMNSxROWS such as 8x4, got {value!r}")
-    columns, rows = (_to_int(part) for part in parts)
-    if columns < 1 or rows < 1:
-        raise ValueError(f"grid sides must be >= 1, got {value!r}")
-    return columns, rows
-
-
-def _choice(*allowed: str) -> Callable[[object], str]:
-    def parse_choice(value: object) -> str:
-        if value not in allowed:
-            raise ValueError(f"expected one of {list(allowed)}, got {value!r}")
-        return str(value)
-
-    return parse_choice
-
-
-@dataclass(frozen=True)
-class OverrideKey:
-    section: str
-    field: str
-    parse: Callable[[object], Any]
-    help: str
-
-
-_ARCH = _choice("orig", "skip", "resnet")
-OVERRIDE_KEYS: dict[str, OverrideKey] = {
-    key.replace("-", "_"): spec
-    for key, spec in {
-        "data": OverrideKey("data", "path", str, "dataset zip or folder"),
-        "cond": OverrideKey("data", "cond", _to_bool, "class-conditional training"),
-        "subset": OverrideKey("data", "subset", _optional(_to_int), "train on N random images"),
-        "mirror": OverrideKey("data", "mirror", _to_bool, "x-flip amplification"),
-        "workers": OverrideKey("data", "workers", _to_int, "data loader processes"),
-        "gamma": OverrideKey("loss", "r1_gamma", float, "R1 weight"),
-        "style_mixing": OverrideKey("loss", "style_mixing_prob", float, "style mixing probability"),
-        "pl_weight": OverrideKey("loss", "pl_weight", float, "path-length weight"),
-        "g_reg_interval": OverrideKey("loss", "g_reg_interval", _optional(_to_int), "lazy G regularisation"),
-        "d_reg_interval": OverrideKey("loss", "d_reg_interval", _optional(_to_int), "lazy D regularisation"),
-        "aug": OverrideKey("augment", "mode", _choice("ada", "noaug", "fixed"), "augmentation mode"),
-        "p": OverrideKey("augment", "p", float, "initial / fixed augmentation probability"),
-        "augpipe": OverrideKey("augment", "pipe", str, "augmentation preset"),
-        "target": OverrideKey("ada", "target", float, "ADA target for r_t"),
-        "ada_interval": OverrideKey("ada", "interval", _to_int, "iterations between p updates"),
-        "ada_kimg": OverrideKey("ada", "kimg", float, "kimg for p to move by 1"),
-        "glr": OverrideKey("optimizer", "g_lr", float, "G learning rate"),
-        "dlr": OverrideKey("optimizer", "d_lr", float, "D learning rate"),
-        "z_dim": OverrideKey("network", "z_dim", _to_int, "latent size"),
-        "w_dim": OverrideKey("network", "w_dim", _to_int, "intermediate latent size"),
-        "map": OverrideKey("network", "mapping_layers", _to_int, "mapping network depth"),
-        "cbase": OverrideKey("network", "channel_base", _to_int, "channel base"),
-        "cmax": OverrideKey("network", "channel_max", _to_int, "max channels"),
-        "num_fp16_res": OverrideKey("network", "num_fp16_res", _to_int, "float16 resolutions"),
-        "conv_clamp": OverrideKey("network", "conv_clamp", _optional(_to_int), "pre-activation clamp"),
-        "g_arch": OverrideKey("network", "g_architecture", _ARCH, "generator architecture"),
-        "d_arch": OverrideKey("network", "d_architecture", _ARCH, "discriminator architecture"),
-        "mbstd_group": OverrideKey("network", "mbstd_group", _to_int, "minibatch-stddev group"),
-        "freezed": OverrideKey("network", "freezed", _to_int, "Freeze-D layers"),
-        "nhwc": OverrideKey("network", "fp16_channels_last", _to_bool, "channels_last in fp16 blocks"),
-        "kimg": OverrideKey("loop", "total_kimg", float, "training length in kimg"),
-        "batch": OverrideKey("loop", "batch", _to_int, "global batch"),
-        "batch_gpu": OverrideKey("loop", "batch_gpu", _optional(_to_int), "per-GPU batch per round"),
-        "tick": OverrideKey("loop", "kimg_per_tick", float, "kimg per tick"),
-        "snap": OverrideKey("loop", "snap", _optional(_to_int), "ticks between snapshots"),
-        "ema": OverrideKey("loop", "ema_kimg", float, "EMA half-life in kimg"),
-        "ema_rampup": OverrideKey("loop", "ema_rampup", _optional(float), "EMA ramp-up"),
-        "seed": OverrideKey("loop", "seed", _to_int, "random seed"),
-        "grid": OverrideKey("loop", "grid", _to_grid, "snapshot image grid COLUMNSxROWS"),
-        "dist_timeout": OverrideKey("loop", "dist_timeout_s", float, "data-parallel peer timeout in seconds"),
-        "resume": OverrideKey("loop", "resume", _optional(str), "snapshot to resume from"),
-        "nobench": OverrideKey("loop", "cudnn_benchmark", lambda v: not _to_bool(v), "disable cuDNN benchmark"),
-        "allow_tf32": OverrideKey("loop", "allow_tf32", _to_bool, "allow TF32"),
-        "metrics": OverrideKey("metrics", "names", _to_names, "metrics at each snapshot"),
-        "metrics_cache": OverrideKey("metrics", "cache_dir", _optional(str), "real-statistics cache folder"),
-        "detector": OverrideKey("metrics", "detector", _optional(str), "Inception weights file"),
-    }.items()
-}
-# `fp32` is not a single field: it switches off float16 and the conv clamp together, as NVIDIA's --fp32 does.
-SPECIAL_OVERRIDE_KEYS = ("fp32",)
-
-
-def normalize_override_key(key: str) -> str:
-    return key.strip().lstrip("-").replace("-", "_")
-
-
-def apply_overrides(options: TrainOptions, overrides: Mapping[str, object], source: str = "overrides") -> TrainOptions:
-    """Return `options` with CLI-style overrides applied; `source` names where they came from in error messages."""
-    sections: dict[str, dict[str, Any]] = {}
-    for raw_key, value in overrides.items():
-        key = normalize_override_key(raw_key)
-        if key == "fp32":
-            if _to_bool(value):
-                sections.setdefault("network", {}).update(num_fp16_res=0, conv_clamp=None)
-            continue
-        spec = OVERRIDE_KEYS.get(key)
-        if spec is None:
-            known = sorted([*OVERRIDE_KEYS, *SPECIAL_OVERRIDE_KEYS])
-            raise ValueError(f"{source}: unknown option {raw_key!r}; known options: {', '.join(known)}")
-        try:
-            parsed = spec.parse(value)
-        except (TypeError, ValueError) as error:
-            raise ValueError(f"{source}: bad value for {raw_key!r}: {error}") from None
-        sections.setdefault(spec.section, {})[spec.field] = parsed
-    replaced = {name: dataclasses.replace(getattr(options, name), **fields) for name, fields in sections.items()}
-    return dataclasses.replace(options, **replaced)

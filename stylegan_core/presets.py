@@ -17,9 +17,8 @@ from stylegan_core.config import (
     OptimizerConfig,
     PresetName,
     TrainOptions,
-    apply_overrides,
-    normalize_override_key,
 )
+from stylegan_core.options import OVERRIDE_KEYS, OptionError, apply_overrides, normalize_override_key, parse_value
 
 PRESET_NAMES: tuple[PresetName, ...] = ("auto", "stylegan2", "paper256", "paper512", "paper1024", "cifar")
 
@@ -124,55 +123,81 @@ def resolve_options(
     """Preset → options → overrides, with NVIDIA's coupled rules, then validated.
 
     Rules carried over from NVIDIA's train.py: `--batch` without `--batch-gpu` sets batch_gpu = batch // gpus (no
-    accumulation); resuming makes ADA react faster (ada kimg 100) and disables the EMA ramp-up.
+    accumulation); resuming makes ADA react faster (ada kimg 100) and disables the EMA ramp-up; `p` goes with
+    `aug: fixed` (and is required there; with `aug: ada` it is the initial p, our extension), `target` with
+    `aug: ada`, and `augpipe` not with `aug: noaug`.
+    Bad values raise `OptionError` naming the option (the caller spells it as a flag or a YAML key).
     """
     overrides = {normalize_override_key(k): v for k, v in (overrides or {}).items()}
     options = apply_overrides(options_from_preset(preset, resolution, gpus), overrides, source)
+    check_augment_coupling(options.augment.mode, set(overrides))
     if "batch" in overrides and "batch_gpu" not in overrides:
         options = dataclasses.replace(options, loop=dataclasses.replace(options.loop, batch_gpu=None))
     if options.loop.resume and "ada_kimg" not in overrides:
         options = dataclasses.replace(options, ada=dataclasses.replace(options.ada, kimg=100.0))
     if options.loop.resume and "ema_rampup" not in overrides:
         options = dataclasses.replace(options, loop=dataclasses.replace(options.loop, ema_rampup=None))
-    validate_options(options, gpus, source)
+    validate_options(options, gpus)
     return options
 
 
+def check_augment_coupling(mode: str, given: set[str]) -> None:
+    """NVIDIA's rules for which augmentation options go together (`given`: the option keys the user set)."""
+    if mode == "fixed" and "p" not in given:
+        raise OptionError("aug", "{aug}=fixed requires {p} (the fixed augmentation probability)")
+    if "p" in given and mode == "noaug":
+        raise OptionError("p", "cannot be given with {aug}=noaug (it is the fixed, or initial ADA, probability)")
+    if "target" in given and mode != "ada":
+        raise OptionError("target", "can only be given with {aug}=ada")
+    if "augpipe" in given and mode == "noaug":
+        raise OptionError("augpipe", "cannot be given with {aug}=noaug")
+
+
+def preset_fields() -> frozenset[tuple[str, str]]:
+    """(section, field) pairs some preset sets to another value than the config default: their default is the preset's."""
+    base = TrainOptions().to_dict()
+    found = set()
+    for name in PRESET_NAMES:
+        for resolution, gpus in ((32, 1), (1024, 8)):
+            plain = options_from_preset(name, resolution, gpus).to_dict()
+            found |= {(s, f) for s, values in plain.items() if isinstance(values, dict) for f in values
+                      if values[f] != base[s][f]}  # fmt: skip
+    return frozenset(found)
+
+
 def batch_geometry(options: TrainOptions, world_size: int) -> tuple[int, int]:
-    """Return (batch_gpu, accumulation rounds) for a world size, or raise a clear error."""
+    """Return (batch_gpu, accumulation rounds) for a world size, or raise OptionError naming what to change."""
     batch = options.loop.batch
     batch_gpu = options.loop.batch_gpu or batch // world_size
     if batch_gpu < 1 or batch % (batch_gpu * world_size) != 0:
-        raise ValueError(
+        raise OptionError(
+            "batch",
             f"batch ({batch}) must equal batch_gpu ({batch_gpu}) x GPUs ({world_size}) x accumulation rounds; "
-            f"choose --batch as a multiple of {batch_gpu * world_size} or change --batch-gpu"
+            f"choose {{batch}} as a multiple of {max(batch_gpu, 1) * world_size} or change {{batch_gpu}}",
         )
     group = min(options.network.mbstd_group, batch_gpu)
     if batch_gpu % group != 0:
-        raise ValueError(
+        raise OptionError(
+            "mbstd_group",
             f"the minibatch-stddev group ({options.network.mbstd_group}) must divide batch_gpu ({batch_gpu}); "
-            f"set --mbstd-group to a divisor of {batch_gpu} or change --batch-gpu"
+            f"set {{mbstd_group}} to a divisor of {batch_gpu} or change {{batch_gpu}}",
         )
     return batch_gpu, batch // (batch_gpu * world_size)
 
 
-def validate_options(options: TrainOptions, world_size: int = 1, source: str = "options") -> None:
-    """Reject inconsistent options with a message that names the option to change."""
-    augment, ada = options.augment, options.ada
-    checks: list[tuple[bool, str]] = [
-        (options.loop.total_kimg > 0, "--kimg must be > 0"),
-        (options.loop.kimg_per_tick > 0, "--tick must be > 0"),
-        (options.loop.snap is None or options.loop.snap >= 1, "--snap must be >= 1"),
-        (options.loss.r1_gamma >= 0, "--gamma must be >= 0"),
-        (0 <= augment.p <= 1, "--p must be in [0, 1]"),
-        (0 <= ada.target <= 1, "--target must be in [0, 1]"),
-        (options.network.freezed >= 0, "--freezed must be >= 0"),
-        (options.data.subset is None or options.data.subset >= 1, "--subset must be >= 1"),
-        (options.data.workers >= 0, "--workers must be >= 0"),
-    ]
-    for ok, message in checks:
-        if not ok:
-            raise ValueError(f"{source}: {message}")
+def validate_options(options: TrainOptions, world_size: int = 1, source: str | None = None) -> None:
+    """Check every option of the table (types, choices, bounds) and the batch geometry; raise OptionError.
+
+    Options built by `resolve_options` pass the per-value checks by construction; this also guards options read back
+    from a file (training_options.json, a snapshot). `source` is accepted for old callers and ignored.
+    """
+    for key, row in OVERRIDE_KEYS.items():
+        value = getattr(getattr(options, row.section), row.field)
+        if value == row.default():
+            continue
+        given = (not value) if key == "nobench" else value
+        if parse_value(key, given) != value:
+            raise OptionError(key, f"invalid value {value!r}")
     batch_geometry(options, world_size)
 
 
@@ -182,8 +207,10 @@ __all__ = [
     "Preset",
     "auto_preset",
     "batch_geometry",
+    "check_augment_coupling",
     "get_preset",
     "options_from_preset",
+    "preset_fields",
     "resolve_options",
     "validate_options",
 ]

@@ -6,7 +6,8 @@ import json
 
 import pytest
 
-from stylegan_core.config import OVERRIDE_KEYS, TrainOptions, apply_overrides
+from stylegan_core.config import TrainOptions
+from stylegan_core.options import OVERRIDE_KEYS, OptionError, apply_overrides
 from stylegan_core.presets import PRESET_NAMES, batch_geometry, resolve_options
 
 
@@ -65,7 +66,7 @@ def test_resume_makes_ada_react_faster() -> None:
 def test_unknown_or_bad_override_names_the_source_and_key() -> None:
     with pytest.raises(ValueError, match=r"shapes\.yaml: unknown option 'gama'"):
         resolve_options("auto", 32, overrides={"gama": 1}, source="shapes.yaml")
-    with pytest.raises(ValueError, match="bad value for 'batch'"):
+    with pytest.raises(OptionError, match="^batch: expected an integer, got 2.5"):
         apply_overrides(TrainOptions(), {"batch": 2.5})
     with pytest.raises(ValueError, match="unknown preset"):
         resolve_options("paper9000", 32)  # type: ignore[arg-type]

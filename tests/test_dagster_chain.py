@@ -64,6 +64,16 @@ def test_tiny_chain_materialises_with_passing_checks(chain) -> None:
     assert {"fid64_full", "kid64_full"} <= set(metrics.metadata)
     assert metrics.metadata["fid64_full"].value > 0 and math.isfinite(metrics.metadata["kid64_full"].value)
     assert (snapshot.parents[1] / "metric-fid64_full.jsonl").is_file()
+    # Issue 16: the run log shows each tick once, with % and ETA, and announces the metrics with an estimate.
+    messages = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    ticks = [message for message in messages if message.startswith("tick ")]
+    assert ticks and len(ticks) == len(set(ticks)) and "%" in ticks[0]
+    assert any(message.startswith("Evaluating fid64_full: 64 generated images") for message in messages)
+    # Re-materialising metrics of the unchanged snapshot reads the recorded values back.
+    again = materialization(materialize(defs, ["shapes/metrics"], "ci-tiny|16", instance), "shapes/metrics")
+    assert again.metadata["reused"].value == "fid64_full, kid64_full"
+    assert again.metadata["fid64_full"].value == metrics.metadata["fid64_full"].value
+    assert len((snapshot.parents[1] / "metric-fid64_full.jsonl").read_text().splitlines()) == 1
     samples = materialization(result, "shapes/samples").metadata
     assert "data:image/png;base64," in samples["grid_psi1.00"].value
     assert Path(samples["grid_psi1.00_path"].value).is_file()
@@ -113,7 +123,7 @@ def _kill_worker_after_first_snapshot(run_root: Path, timeout_s: float = 600) ->
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         snapshots = sorted(run_root.glob("*/snapshots/network-snapshot-*.pt"))
-        workers = processes_matching("dagster_project.train_worker", str(run_root))
+        workers = processes_matching("stylegan_core.training.worker", str(run_root))
         if snapshots and workers:
             for pid in workers:
                 os.kill(pid, signal.SIGKILL)
@@ -133,7 +143,7 @@ def test_sigkill_mid_run_then_rematerialise_resumes_from_the_last_snapshot(chain
     killed_after = _kill_worker_after_first_snapshot(run_root)
     thread.join(timeout=300)
     assert not thread.is_alive() and not outcome["first"].success
-    assert not processes_matching("dagster_project.train_worker", str(run_root))  # torchrun took the rest down
+    assert not processes_matching("stylegan_core.training.worker", str(run_root))  # torchrun took the rest down
     run_dir = killed_after.parents[1]
     resume_from = find_latest_snapshot(run_dir)
     resumed_nimg = load_snapshot(resume_from).progress.cur_nimg

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 from metrics_support import CountingDetector, random_images, tiny_generator, write_zip
+from numerics import assert_close_to_scale
 
 from stylegan_core.metrics import compute_metrics
 from stylegan_core.metrics.sampling import Shard, dataset_features, generator_features
@@ -53,6 +53,8 @@ def test_two_ranks_match_one_process(tmp_path: Path) -> None:
                              batch_size=2, detector=CountingDetector(), progress=False)  # fmt: skip
     for rank in range(WORLD_SIZE):
         with np.load(tmp_path / f"rank{rank}.npz") as result:
-            np.testing.assert_allclose(result["reals"], reals, rtol=1e-6)
-            np.testing.assert_allclose(result["fakes"], fakes, rtol=1e-5, atol=1e-6)
-            assert float(result["fid"]) == pytest.approx(single["fid7_full"]["fid7_full"], rel=1e-5)
+            # Each rank runs other batches than the single process (and the generator's convolutions see another
+            # batch size): float32 rounding at each array's scale, not element-wise.
+            assert_close_to_scale(result["reals"], reals, rtol=1e-5, what=f"rank {rank} real features")
+            assert_close_to_scale(result["fakes"], fakes, rtol=1e-5, what=f"rank {rank} generated features")
+            assert_close_to_scale(result["fid"], single["fid7_full"]["fid7_full"], rtol=1e-5, what=f"rank {rank} FID")

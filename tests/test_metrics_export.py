@@ -11,6 +11,7 @@ import PIL.Image
 import pytest
 import torch
 from metrics_support import random_images, tiny_generator, write_zip
+from numerics import assert_close_to_scale
 
 from stylegan_core.data.dataset import ImageDataset
 from stylegan_core.export import (
@@ -125,7 +126,7 @@ def test_generate_images_follow_nvidia_convention(tmp_path: Path) -> None:
     G = tiny_generator(c_dim=3)
     label = torch.tensor([[0.0, 0.0, 1.0]])
     produced = dict(generate_images(G, [0, 11], truncation_psi=0.7, class_idx=2, noise_mode="const"))
-    for seed in (0, 11):
+    for seed in (0, 11):  # one seed per call, the same torch calls on both sides: bit-exact on any CPU
         np.testing.assert_array_equal(produced[seed], _nvidia_generate(G, seed, label, 0.7, "const"))
     paths = write_seed_images(G, [11], tmp_path / "out", truncation_psi=0.7, class_idx=2)
     assert [p.name for p in paths] == ["seed0011.png"]
@@ -151,9 +152,10 @@ def test_sample_grid_seeds_and_truncation(tmp_path: Path) -> None:
     with torch.no_grad():
         z = torch.from_numpy(np.random.RandomState(4).randn(1, G.z_dim))
         direct = G(z, torch.zeros([1, 0]), noise_mode="const")
-    torch.testing.assert_close(images[1:2], direct, rtol=1e-5, atol=1e-5)
+    # A batch of 2 vs a batch of 1: the convolutions block differently, so float32 rounding at the image scale.
+    assert_close_to_scale(images[1:2], direct, 1e-5)
     collapsed = sample_grid(G, seeds=[3, 4, 5], truncation_psi=0.0)  # ψ = 0: every image is the average w's
-    torch.testing.assert_close(collapsed[0], collapsed[2])
+    assert_close_to_scale(collapsed[0], collapsed[2], 1e-5)  # same w, other batch position: rounding only
     paths = write_sample_grids(G, tmp_path, (2, 2), truncation_psis=(1.0, 0.5))
     assert [p.name for p in paths] == ["samples-psi1.00.png", "samples-psi0.50.png"]
     assert PIL.Image.open(paths[0]).size == (32, 32)

@@ -11,11 +11,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from numerics import assert_close_to_scale
 
 from stylegan_core.io.nvidia import discriminator_from_nvidia, generator_from_nvidia
 from stylegan_core.networks import Discriminator, Generator
 
 RTOL, ATOL = 1e-5, 1e-6
+# Seeded initialisation (test_seeded_initialisation_equals_nvidia): torch's normal sampler rounds differently per ISA
+# (ATEN_CPU_CAPABILITY=default vs avx2/avx512). Measured: |sum diff| <= 1.0e-7 * sum|tensor| and per element
+# max|diff| <= 5.0e-7 * max|tensor| (benchmarks/cpu_spread.py, family "init"); bounds are 10x that. A wrong RNG
+# order, distribution or gain moves both by O(1).
+INIT_SUM_RTOL, INIT_SAMPLE_RTOL = 1e-6, 5e-6
 NETWORKS = Path(__file__).parent / "fixtures" / "reference" / "networks"
 MODELS = json.loads((NETWORKS / "networks.json").read_text())["models"]
 G_TAGS = [tag for tag in MODELS if tag.startswith("G")]
@@ -23,11 +29,8 @@ D_TAGS = [tag for tag in MODELS if tag.startswith("D")]
 
 
 def assert_matches(ours: torch.Tensor, ref: np.ndarray, what: str) -> None:
-    ours = ours.detach().cpu().numpy()
-    assert ours.shape == ref.shape, f"{what}: shape {ours.shape} != reference {ref.shape}"
-    error = float(np.abs(ours - ref).max())
-    bound = RTOL * float(np.abs(ref).max()) + ATOL
-    assert error <= bound, f"{what}: max abs error {error:.3e} > {bound:.3e}"
+    # Other kernels than the reference's (ISA, threads, our op order): rounding at the array's scale, README criterion.
+    assert_close_to_scale(ours, ref, RTOL, ATOL, what)
 
 
 def load_io(tag: str) -> dict[str, np.ndarray]:
@@ -75,8 +78,11 @@ def test_seeded_initialisation_equals_nvidia(tag: str) -> None:
     assert set(fingerprints) == set(network.state_dict())
     for name, value in network.state_dict().items():
         total, first3 = fingerprints[name]
-        assert value.double().sum().item() == pytest.approx(total, rel=1e-6, abs=1e-6), name
-        assert value.flatten()[:3].tolist() == pytest.approx(first3, rel=1e-7, abs=1e-9), name
+        # Not bit-exact across CPUs: the sampler's rounding depends on the ISA (see INIT_SUM_RTOL).
+        value = value.double()
+        scale = float(value.abs().max()) if value.numel() else 0.0
+        assert_close_to_scale(value.sum(), total, INIT_SUM_RTOL, scale=float(value.abs().sum()), what=f"{name} sum")
+        assert_close_to_scale(value.flatten()[:3], first3, INIT_SAMPLE_RTOL, scale=scale, what=f"{name} first3")
 
 
 @pytest.mark.parametrize("tag", list(MODELS))

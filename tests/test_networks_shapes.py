@@ -7,6 +7,7 @@ import json
 import numpy as np
 import pytest
 import torch
+from numerics import assert_close_to_scale
 
 from stylegan_core.config import NetworkConfig
 from stylegan_core.io.nvidia import discriminator_from_nvidia, generator_from_nvidia
@@ -80,11 +81,12 @@ def test_truncation() -> None:
     z, c = inputs(4, 0)
     with torch.no_grad():
         ws = G.mapping(z, c)
-        assert torch.equal(G.mapping(z, c, truncation_psi=1, truncation_cutoff=2), ws)
-        assert torch.allclose(G.mapping(z, c, truncation_psi=0), G.mapping.w_avg.expand_as(ws))
+        assert torch.equal(G.mapping(z, c, truncation_psi=1, truncation_cutoff=2), ws)  # same kernels: bit-exact
+        # lerp inside the mapping vs the formula written out: float32 rounding at the scale of w.
+        assert_close_to_scale(G.mapping(z, c, truncation_psi=0), G.mapping.w_avg.expand_as(ws), 1e-6)
         cut = G.mapping(z, c, truncation_psi=0.5, truncation_cutoff=2)
-    assert torch.equal(cut[:, 2:], ws[:, 2:])
-    assert torch.allclose(cut[:, :2], G.mapping.w_avg + 0.5 * (ws[:, :2] - G.mapping.w_avg))
+    assert torch.equal(cut[:, 2:], ws[:, 2:])  # untouched layers: the same kernels computed them, bit-exact
+    assert_close_to_scale(cut[:, :2], G.mapping.w_avg + 0.5 * (ws[:, :2] - G.mapping.w_avg), 1e-6)  # lerp vs formula
 
 
 def test_w_avg_tracking_rules() -> None:
@@ -103,7 +105,7 @@ def test_w_avg_tracking_rules() -> None:
         G.mapping(z, c, skip_w_avg_update=True)
         assert torch.equal(G.mapping.w_avg, w_avg)
         w = G.mapping(z, c)[:, 0]
-    assert torch.allclose(G.mapping.w_avg, w.mean(dim=0).lerp(w_avg, 0.995))
+    assert_close_to_scale(G.mapping.w_avg, w.mean(dim=0).lerp(w_avg, 0.995), 1e-6)  # batch mean may reduce otherwise
 
 
 def test_noise_modes() -> None:
@@ -122,7 +124,8 @@ def test_noise_modes() -> None:
         for name, param in G.named_parameters():
             if name.endswith("noise_strength"):
                 param.data.zero_()
-        assert torch.allclose(G.synthesis(ws, noise_mode="const"), none, atol=1e-6)
+        # Zero-strength noise is added as 0 * noise: within float32 rounding of the image scale.
+        assert_close_to_scale(G.synthesis(ws, noise_mode="const"), none, 1e-6)
         with pytest.raises(ValueError, match="noise_mode"):
             G.synthesis(ws, noise_mode="fixed")
 
@@ -134,11 +137,13 @@ def test_fused_modconv_default_rule() -> None:
     ws = G.mapping(*inputs(3, 0)).detach()
     with torch.no_grad():
         G.eval()
+        # Default and explicit fused run the same kernels: bit-exact (likewise unfused below).
         assert torch.equal(G.synthesis(ws, noise_mode="const"), G.synthesis(ws, noise_mode="const", fused_modconv=True))
         G.train()
         unfused = G.synthesis(ws, noise_mode="const", fused_modconv=False)
         assert torch.equal(G.synthesis(ws, noise_mode="const"), unfused)
-        assert torch.allclose(G.synthesis(ws, noise_mode="const", fused_modconv=True), unfused, atol=1e-5)
+        # Grouped vs shared convolution: other kernels; reference README saw 4.2e-6 abs on images of scale ~5.
+        assert_close_to_scale(G.synthesis(ws, noise_mode="const", fused_modconv=True), unfused, 1e-5)
 
 
 def test_freeze_d_layers_are_buffers_without_gradient() -> None:
@@ -171,7 +176,7 @@ def test_init_kwargs_round_trip() -> None:
         assert rebuilt.init_kwargs == kwargs
         rebuilt.load_state_dict(network.state_dict(), strict=True)
         with torch.no_grad():
-            assert torch.equal(rebuilt(*args), network(*args))
+            assert torch.equal(rebuilt(*args), network(*args))  # same weights, same kernels: bit-exact
     assert G.init_kwargs["synthesis_kwargs"]["resample_filter"] == [1, 2, 1]
 
 

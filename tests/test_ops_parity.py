@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from numerics import assert_close_to_scale
 
 from stylegan_core import ops
 
@@ -72,11 +73,8 @@ RUNNERS: dict[str, Callable[[dict, dict], torch.Tensor]] = {
 
 
 def assert_close(ours: torch.Tensor, ref: np.ndarray, what: str) -> None:
-    ours_np = ours.detach().numpy()
-    assert ours_np.shape == ref.shape, f"{what}: shape {ours_np.shape} != reference {ref.shape}"
-    err = float(np.abs(ours_np.astype(np.float64) - ref).max()) if ref.size else 0.0
-    bound = RTOL * float(np.abs(ref).max(initial=0.0)) + ATOL
-    assert err <= bound, f"{what}: max abs error {err:.3e} > {bound:.3e}"
+    # NVIDIA's vectors came from other kernels (their op order, one ISA, one thread count): README criterion.
+    assert_close_to_scale(ours, ref, RTOL, ATOL, what)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

@@ -50,18 +50,69 @@ def test_dry_run_prints_resolved_options(dataset, tmp_path, capsys):
     assert not (tmp_path / "runs").exists()
 
 
-def test_bad_values_and_nvidia_augment_rules(dataset, tmp_path):
+@pytest.mark.parametrize(
+    ("argv", "words"),
+    [
+        (["--cond=maybe"], ["argument --cond", "boolean"]),
+        (["--augpipe=bgcx"], ["argument --augpipe", "bgcfnc", "'bgcx'"]),
+        (["--batch=0"], ["argument --batch", "[1, 65536]"]),
+        (["--glr=nan"], ["argument --glr", "finite"]),
+        (["--dlr=-1"], ["argument --dlr", "(0, 1]"]),
+        (["--gamma=inf"], ["argument --gamma", "finite"]),
+        (["--z-dim=1000000000"], ["argument --z-dim", "[1, 8192]"]),
+        (["--kimg=0"], ["argument --kimg", "(0,"]),
+        (["--p=1.5"], ["argument --p", "[0, 1]"]),
+        (["--grid=8x0"], ["argument --grid"]),
+    ],
+)
+def test_bad_values_are_refused_while_parsing(argv, words, capsys):
+    with pytest.raises(SystemExit) as caught:
+        parse("--outdir=o", "--data=d.zip", *argv)
+    assert caught.value.code == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    for word in words:
+        assert word in error, (word, error)
+
+
+def test_nvidia_augment_rules_name_flags(dataset, tmp_path):
     base = [f"--outdir={tmp_path}", f"--data={dataset}", "--dry-run"]
-    with pytest.raises(ValueError, match="'cond'"):
-        train_cli.run(parse(*base, "--cond=maybe"))
-    with pytest.raises(ValueError, match="--aug=fixed requires specifying --p"):
+    with pytest.raises(ValueError, match="^--aug: --aug=fixed requires --p"):
         train_cli.run(parse(*base, "--aug=fixed"))
-    with pytest.raises(ValueError, match="--p can only be specified with --aug=fixed"):
-        train_cli.run(parse(*base, "--p=0.3"))
-    with pytest.raises(ValueError, match="--augpipe cannot be specified with --aug=noaug"):
+    with pytest.raises(ValueError, match="^--p: cannot be given with --aug=noaug"):
+        train_cli.run(parse(*base, "--aug=noaug", "--p=0.3"))
+    with pytest.raises(ValueError, match="^--augpipe: cannot be given with --aug=noaug"):
         train_cli.run(parse(*base, "--aug=noaug", "--augpipe=bg"))
-    with pytest.raises(ValueError, match=r"minibatch-stddev group \(4\) must divide batch_gpu \(6\)"):
+    with pytest.raises(
+        ValueError, match=r"^--mbstd-group: the minibatch-stddev group \(4\) must divide batch_gpu \(6\)"
+    ):
         train_cli.run(parse(*base, "--batch=6"))
+    assert train_cli.run(parse(*base, "--aug=fixed", "--p=0.2", "--augpipe=bgcfnc")) == 0
+
+
+def test_every_spec_option_is_a_train_flag(dataset, tmp_path, capsys):
+    """`train` accepts what a spec accepts (z_dim, w_dim, ...): both come from the one table."""
+    args = parse(f"--outdir={tmp_path}", f"--data={dataset}", "--dry-run", "--z-dim=64", "--w-dim=32",
+                 "--style-mixing=0.5", "--pl-weight=0", "--d-reg-interval=none", "--ema=2",
+                 "--ada-kimg=50")  # fmt: skip
+    assert train_cli.run(args) == 0
+    options = json.loads(capsys.readouterr().out.rsplit("}", 1)[0] + "}")
+    assert (options["network"]["z_dim"], options["network"]["w_dim"]) == (64, 32)
+    assert options["loss"]["style_mixing_prob"] == 0.5 and options["loss"]["d_reg_interval"] is None
+    assert options["loop"]["ema_kimg"] == 2 and options["ada"]["kimg"] == 50
+
+
+def test_gpus_answers_with_the_torchrun_command(dataset, tmp_path, monkeypatch):
+    for name in ("WORLD_SIZE", "RANK"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("sys.argv", ["stylegan", "train", "--outdir=o", f"--data={dataset}", "--gpus", "2", "--kimg=1"])
+    with pytest.raises(
+        ValueError, match="torchrun --standalone --nproc_per_node=2 -m stylegan_core.cli train"
+    ) as caught:
+        train_cli.run(parse("--outdir=o", f"--data={dataset}", "--gpus", "2", "--kimg=1"))
+    assert "--gpus" not in str(caught.value).split("run: ")[1] and "--kimg=1" in str(caught.value)
+    monkeypatch.setenv("WORLD_SIZE", "4")
+    with pytest.raises(ValueError, match="disagrees with torchrun's 4 processes"):
+        train_cli.run(parse("--outdir=o", f"--data={dataset}", "--gpus=2"))
 
 
 def test_run_directory_names_follow_nvidia(tmp_path):

@@ -7,9 +7,9 @@ import os
 import socket
 from pathlib import Path
 
-import pytest
 import torch
 import torch.multiprocessing as mp
+from numerics import assert_close_to_scale
 from training_support import tiny_options, write_tiny_dataset
 
 from stylegan_core.config import TrainOptions
@@ -95,7 +95,9 @@ def test_two_gloo_processes_match_one_process(tmp_path, one_thread, monkeypatch)
                 continue  # updated from each rank's own half of the batch, as in NVIDIA's data parallel code
             # Each Adam step moves a weight by about lr = 2e-3, so differing data or latents would show far above
             # this tolerance (float rounding: ~1 ulp of the large lr-multiplier-0.01 mapping weights).
-            torch.testing.assert_close(getattr(b, key)[name], tensor, rtol=1e-6, atol=2e-5, msg=f"{key}.{name}")
+            # The gloo all-reduce sums gradients in another order than one process does: rounding at each tensor's
+            # scale plus a floor far below one Adam step.
+            assert_close_to_scale(getattr(b, key)[name], tensor, 1e-6, 2e-5, what=f"{key}.{name}")
     lines_a = (tmp_path / "single" / "stats.jsonl").read_text().splitlines()
     lines_b = (tmp_path / "double" / "stats.jsonl").read_text().splitlines()
     assert len(lines_a) == len(lines_b) == 2
@@ -106,4 +108,6 @@ def test_two_gloo_processes_match_one_process(tmp_path, one_thread, monkeypatch)
             if name not in stats_a:
                 continue
             assert stats_b[name]["num"] == stats_a[name]["num"]  # all-reduced over both ranks
-            assert stats_b[name]["mean"] == pytest.approx(stats_a[name]["mean"], rel=1e-5), name
+            # A mean of per-sample values (scores can average to ~0): judged at the values' scale |mean| + std.
+            scale = abs(stats_a[name]["mean"]) + stats_a[name]["std"]
+            assert_close_to_scale(stats_b[name]["mean"], stats_a[name]["mean"], 1e-5, scale=scale, what=name)

@@ -88,6 +88,7 @@ def test_resume_continues_bit_exactly(dataset, tmp_path, quick_grids):
     resumed = train(replace_loop(options, resume=str(first_half.last_snapshot)), tmp_path / "resumed")
     a, b = load_snapshot(straight.last_snapshot), load_snapshot(resumed.last_snapshot)
     assert a.progress == b.progress == Progress(cur_nimg=32, cur_tick=a.progress.cur_tick, batch_idx=8)
+    # Bit-exact: both runs use the same kernels in the same order (one process, one_thread fixture, same ISA).
     for key in ("G", "D", "G_ema"):
         different = [name for name in getattr(a, key) if not torch.equal(getattr(a, key)[name], getattr(b, key)[name])]
         assert not different, f"{key} differs after resume: {different[:5]}"

@@ -171,15 +171,18 @@ def test_names_and_latest_snapshot(tmp_path, full):
 
 @pytest.mark.skipif(not __import__("os").path.exists("/dev/full"), reason="needs /dev/full")
 def test_disk_full_for_real_through_dev_full(tmp_path, full, monkeypatch):
-    from pathlib import Path
+    import builtins
+
+    from stylegan_core.io import atomic
 
     path = save_snapshot(tmp_path / "s.pt", full)
-    before, real_open = path.read_bytes(), Path.open
+    before = path.read_bytes()
 
-    def open_full(self, mode="r", *args, **kwargs):  # the temporary file lands on a device that is always full
-        return open("/dev/full", mode) if self.name.endswith(".tmp") else real_open(self, mode, *args, **kwargs)
+    def open_full(file, mode="r", *args, **kwargs):  # the temporary file lands on a device that is always full
+        target = "/dev/full" if str(file).endswith(".tmp") else file
+        return builtins.open(target, mode, *args, **kwargs)
 
-    monkeypatch.setattr(Path, "open", open_full)
+    monkeypatch.setattr(atomic, "open", open_full, raising=False)
     with pytest.raises(OSError, match=r"cannot write snapshot .*s\.pt: No space left on device"):
         save_snapshot(path, dataclasses.replace(full, progress=Progress(16, 2, 4)))
     assert path.read_bytes() == before

@@ -65,6 +65,7 @@ def test_import_reproduces_network_outputs_exactly(tmp_path, tiny_networks):
     for name in ("G", "D", "G_ema"):
         _assert_same_state(tiny_networks[name], imported[name])
         assert imported[name].init_kwargs == tiny_networks[name].init_kwargs
+    # Identical weights through identical kernels in one process: bit-exact on any CPU.
     assert torch.equal(_generate(imported.G_ema), _generate(tiny_networks["G_ema"]))
     assert torch.equal(_generate(imported.G, truncation_psi=0.7), _generate(tiny_networks["G"], truncation_psi=0.7))
     image, c = _generate(tiny_networks["G"]), _inputs()[1]
@@ -306,6 +307,6 @@ def test_import_cli_snapshot_and_generate(tmp_path, tiny_networks):
         outdir = tmp_path / f"images_{network.suffix[1:]}"
         _cli("generate", "--network", str(network), "--seeds", "0,7", "--class", "1", "--noise-mode", "const",
              "--outdir", str(outdir), "--device", "cpu")  # fmt: skip
-        for seed in seeds:
+        for seed in seeds:  # the CLI runs in this process with the same calls (batch 1): bit-exact
             written = np.asarray(PIL.Image.open(outdir / f"seed{seed:04d}.png"))
             assert np.array_equal(written, _nvidia_seed_image(tiny_networks["G_ema"], seed, class_idx=1))

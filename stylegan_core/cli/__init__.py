@@ -14,12 +14,12 @@ from collections.abc import Sequence
 
 def build_parser() -> argparse.ArgumentParser:
     # Imported here so `stylegan --help` stays importable even while one sub-command's dependencies are broken.
-    from stylegan_core.cli import dataset, generate, import_nvidia, metrics, train
+    from stylegan_core.cli import dataset, generate, import_nvidia, metrics, spec, train
 
     parser = argparse.ArgumentParser(prog="stylegan", description="StyleGAN2-ADA training, data and metrics tools")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors too")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (train, dataset, generate, metrics, import_nvidia):
+    for module in (train, dataset, generate, metrics, import_nvidia, spec):
         module.register(subparsers)
     return parser
 

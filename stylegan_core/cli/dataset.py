@@ -79,7 +79,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 
     given = {name: getattr(args, name) for name in _OPTION_FLAGS if getattr(args, name) is not None}
     if args.spec is not None:
-        from stylegan_core.data.spec import load_spec
+        from stylegan_core.spec import load_spec
 
         if given:
             flags = ", ".join("--" + name.replace("_", "-") for name in given)
@@ -98,6 +98,8 @@ def run_prepare(args: argparse.Namespace) -> int:
             args.source, args.dest, args.resolution, options, workers=args.workers, progress=not args.quiet
         )
     labels = f", {result.label_dim} classes" if result.label_dim else ", unlabelled"
+    if result.class_names:  # say where labels came from: `--labels auto` may have picked sub-folders
+        labels += f" from sub-folders ({', '.join(result.class_names)})"
     print(
         f"wrote {result.zip_path}: {result.count} images {result.resolution}x{result.resolution}x{result.channels}"
         f"{labels}; manifest {result.manifest_path}; content hash {result.content_hash[:16]}"

@@ -19,11 +19,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Generate images with NVIDIA's seed convention: z = RandomState(seed).randn(1, z_dim); files "
         "seed0000.png, ... (--outdir) or one grid PNG (--grid).",
     )
-    parser.add_argument("--network", required=True, type=Path, help="snapshot (.pt) or NVIDIA network pickle")
+    parser.add_argument(
+        "--network",
+        required=True,
+        help="snapshot (.pt), NVIDIA pickle, run directory (its latest snapshot), or latest (newest under ./runs)",
+    )
     parser.add_argument("--seeds", required=True, type=seeds_argument, help="e.g. 0-15 or 1,5,9-12")
     parser.add_argument("--trunc", dest="truncation_psi", type=float, default=DEFAULT_TRUNCATION_PSI,
                         help=f"truncation psi (default {DEFAULT_TRUNCATION_PSI})")  # fmt: skip
-    parser.add_argument("--class", dest="class_idx", type=int, help="class index (conditional networks)")
+    parser.add_argument("--class", dest="class_idx", help="class index or name (conditional networks)")
     parser.add_argument("--noise-mode", choices=NOISE_MODES, default=DEFAULT_NOISE_MODE,
                         help=f"noise inputs (default {DEFAULT_NOISE_MODE})")  # fmt: skip
     output = parser.add_mutually_exclusive_group(required=True)
@@ -49,9 +53,20 @@ def parse_grid_size(text: str) -> tuple[int, int]:
 
 
 def resolve_device(name: str) -> torch.device:
+    """`--device`: auto, cpu, cuda, cuda:N; a device this machine lacks is one sentence, not torch's AssertionError."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise ValueError(f"--device {name}: not a device name; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            build = "this torch build has no CUDA" if torch.version.cuda is None else "no CUDA GPU is visible"
+            raise ValueError(f"--device {name}: {build} (torch {torch.__version__}); use --device cpu or auto")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) are visible")
+    return device
 
 
 def load_network(path: Path, device: torch.device) -> torch.nn.Module:
@@ -61,8 +76,12 @@ def load_network(path: Path, device: torch.device) -> torch.nn.Module:
 
 
 def run(args: argparse.Namespace) -> int:
-    G = load_network(args.network, resolve_device(args.device))
-    options = dict(truncation_psi=args.truncation_psi, class_idx=args.class_idx, noise_mode=args.noise_mode)
+    from stylegan_core.cli.locate import resolve_class, resolve_network
+
+    network = resolve_network(args.network, "--network")
+    G = load_network(network, resolve_device(args.device))
+    class_idx = resolve_class(args.class_idx, network, G.c_dim)
+    options = dict(truncation_psi=args.truncation_psi, class_idx=class_idx, noise_mode=args.noise_mode)
     if args.grid is not None:
         path = write_seed_grid(G, args.seeds, args.grid, args.grid_size, **options)
         print(f"wrote {path} ({len(args.seeds)} images)")

@@ -25,7 +25,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Metric names: <fid|kid><count>[k]_full, e.g. fid50k_full, kid50k_full, fid2k_full, fid200_full "
         "(count = generated images; real statistics use the whole dataset and are cached by its content).",
     )
-    parser.add_argument("--network", required=True, type=Path, help="snapshot (.pt) or NVIDIA network pickle")
+    parser.add_argument(
+        "--network",
+        required=True,
+        help="snapshot (.pt), NVIDIA pickle, run directory (its latest snapshot), or latest (newest under ./runs)",
+    )
     parser.add_argument("--data", required=True, type=Path, help="dataset zip or folder (NVIDIA layout)")
     parser.add_argument("--metrics", required=True, type=parse_metric_names, help="comma-separated metric names")
     parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
@@ -59,17 +63,19 @@ def find_run_dir(snapshot: Path) -> Path | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from stylegan_core.cli.locate import resolve_network
     from stylegan_core.training.distributed import init_distributed, shutdown_distributed
 
+    network = resolve_network(args.network, "--network")
     device = None if args.device == "auto" else resolve_device(args.device)
     world = init_distributed(device)
     try:
-        G = load_network(args.network, world.device)
-        run_dir = args.run_dir or find_run_dir(args.network)
+        G = load_network(network, world.device)
+        run_dir = args.run_dir or find_run_dir(network)
         results = compute_metrics(
             G, args.data, args.metrics, world.device, args.cache_dir, batch_size=args.batch_size, seed=args.seed,
             detector=args.detector, rank=world.rank, world_size=world.world_size, progress=args.progress,
-            run_dir=run_dir, snapshot_path=args.network if run_dir else None,
+            run_dir=run_dir, snapshot_path=network if run_dir else None,
         )  # fmt: skip
     finally:
         shutdown_distributed(world)

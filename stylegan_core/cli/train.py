@@ -1,7 +1,9 @@
 """`stylegan train`: NVIDIA's train.py options (plus StyleGAN3's capacity and learning-rate knobs).
 
-Every option except --outdir, --cfg and --dry-run is an override in `config.OVERRIDE_KEYS`: argparse defaults are
-None and only the options given on the command line reach `presets.resolve_options`, so defaults live only in
+Every option except --outdir, --cfg, --gpus and --dry-run is generated from the one option table
+(`stylegan_core.options.OVERRIDE_KEYS`): name, help, choices and the default shown are read from the table and the
+config dataclasses, and each value is checked by the table's parser while the command line is parsed. Argparse
+defaults are None and only the options given reach `presets.resolve_options`, so defaults live only in
 `stylegan_core.config` and `stylegan_core.presets`. Run it directly, or under
 `torchrun --nproc_per_node=N -m stylegan_core.cli train ...` for data-parallel training.
 """
@@ -12,82 +14,102 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from stylegan_core.config import TrainOptions
-from stylegan_core.presets import PRESET_NAMES, resolve_options
+from stylegan_core.options import FP32_HELP, OVERRIDE_KEYS, OptionError, OverrideKey, flag_name, parse_value
+from stylegan_core.presets import PRESET_NAMES, preset_fields, resolve_options
 
-# flag -> (override key, help). Boolean flags take NVIDIA's `--mirror=1` form; a bare `--mirror` means true.
-_VALUE_OPTIONS: dict[str, tuple[str, str]] = {
-    "--data": ("data", "training data: a dataset zip or folder in NVIDIA's layout [required]"),
-    "--gamma": ("gamma", "R1 regularisation weight [default: from --cfg]"),
-    "--kimg": ("kimg", "training length in thousands of images (fractions allowed) [default: from --cfg]"),
-    "--batch": ("batch", "total batch size over all GPUs and accumulation rounds [default: from --cfg]"),
-    "--batch-gpu": ("batch_gpu", "images per GPU per accumulation round [default: batch / GPUs]"),
-    "--aug": ("aug", "augmentation mode: ada, noaug or fixed [default: ada]"),
-    "--p": ("p", "augmentation probability for --aug=fixed"),
-    "--target": ("target", "ADA target value of r_t for --aug=ada [default: 0.6]"),
-    "--augpipe": (
-        "augpipe",
-        "augmentation pipeline: blit, geom, color, filter, noise, cutout, bg, bgc, bgcf, bgcfn, bgcfnc [default: bgc]",
-    ),  # fmt: skip
-    "--subset": ("subset", "train on this many images (a random subset chosen by --seed)"),
-    "--resume": ("resume", "continue from a snapshot (ours), or fine-tune from its weights on other data"),
-    "--freezed": ("freezed", "Freeze-D: number of discriminator layers kept frozen [default: 0]"),
-    "--snap": ("snap", "snapshot interval in ticks [default: 50]"),
-    "--seed": ("seed", "random seed [default: 0]"),
-    "--workers": ("workers", "data loader worker processes [default: 3]"),
-    "--metrics": ("metrics", "comma-separated metrics evaluated at each snapshot, or none [default: fid50k_full]"),
-    "--cbase": ("cbase", "capacity multiplier: channels at resolution r are cbase / r [default: from --cfg]"),
-    "--cmax": ("cmax", "maximum number of channels per layer [default: 512]"),
-    "--map": ("map", "mapping network depth [default: from --cfg]"),
-    "--glr": ("glr", "G learning rate [default: from --cfg]"),
-    "--dlr": ("dlr", "D learning rate [default: from --cfg]"),
-    "--mbstd-group": ("mbstd_group", "minibatch-stddev group size [default: from --cfg]"),
-    "--tick": ("tick", "progress report interval in kimg (fractions allowed) [default: 4]"),
-    "--grid": ("grid", "reals.png / fakes*.png layout COLUMNSxROWS [default: NVIDIA's ~8K canvas]"),
-}
-_BOOL_OPTIONS: dict[str, tuple[str, str]] = {
-    "--cond": ("cond", "train a class-conditional model from dataset.json labels [default: false]"),
-    "--mirror": ("mirror", "add x-flipped copies of the dataset [default: false]"),
-    "--fp32": ("fp32", "disable mixed precision [default: false]"),
-    "--nhwc": ("nhwc", "channels_last memory format in float16 layers [default: false]"),
-    "--nobench": ("nobench", "disable cuDNN benchmarking [default: false]"),
-    "--allow-tf32": ("allow_tf32", "allow TF32 for matmuls and convolutions [default: false]"),
-}
+# Flags of `stylegan train` that are not training options (the run's place and shape, not its content).
+COMMAND_FLAGS = ("--outdir", "--cfg", "--gpus", "--dry-run")
+
+
+def option_help(row: OverrideKey, from_preset: frozenset[tuple[str, str]]) -> str:
+    """The help line of one table row: its text, its choices, and where its default comes from."""
+    parts = [row.help]
+    if row.choices:
+        parts.append(f"({', '.join(row.choices)})")
+    if row.key == "data":
+        default = "required"
+    elif (row.section, row.field) in from_preset:
+        default = "default: from --cfg"
+    else:
+        default = f"default: {row.default_text()}"
+    return f"{' '.join(parts)} [{default}]"
+
+
+def _checked(key: str) -> Callable[[str], str]:
+    """argparse `type`: check the value with the table's parser now, keep the raw string for `resolve_options`."""
+
+    def check(value: str) -> str:
+        try:
+            parse_value(key, value)
+        except OptionError as error:
+            raise argparse.ArgumentTypeError(error.message(flag_name)) from None
+        return value
+
+    check.__name__ = key  # argparse names the type in some messages
+    return check
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    parser = subparsers.add_parser("train", help="train a StyleGAN2-ADA model", description=__doc__.split("\n\n")[0])
+    # A one-line usage: the generated list of ~50 options would bury a bad value's error message.
+    usage = "stylegan train --outdir DIR --data PATH [--cfg PRESET] [--gpus N] [--dry-run] [OPTION VALUE ...]"
+    parser = subparsers.add_parser(
+        "train", help="train a StyleGAN2-ADA model", description=__doc__.split("\n\n")[0], usage=usage
+    )
     parser.add_argument("--outdir", required=True, help="where run directories are created")
-    parser.add_argument("--cfg", choices=PRESET_NAMES, default="auto", help="base configuration")
+    parser.add_argument("--cfg", choices=PRESET_NAMES, default="auto", help="base configuration [default: auto]")
+    gpus_help = "GPUs to train on; more than 1 runs under torchrun, and the command to do so is printed"
+    parser.add_argument("--gpus", type=int, default=None, metavar="N", help=gpus_help)
     parser.add_argument("-n", "--dry-run", action="store_true", help="print the resolved options and exit")
-    for flag, (key, text) in _VALUE_OPTIONS.items():
-        parser.add_argument(flag, dest=key, default=None, metavar=key.upper(), help=text, required=flag == "--data")
-    for flag, (key, text) in _BOOL_OPTIONS.items():
-        parser.add_argument(flag, dest=key, default=None, nargs="?", const="1", metavar="BOOL", help=text)
+    from_preset = preset_fields()
+    for key, row in OVERRIDE_KEYS.items():
+        extra = {"nargs": "?", "const": "1"} if row.is_bool else {}
+        parser.add_argument(row.flag, dest=key, default=None, metavar=row.metavar, type=_checked(key),
+                            help=option_help(row, from_preset), required=key == "data", **extra)  # fmt: skip
+    parser.add_argument("--fp32", dest="fp32", default=None, nargs="?", const="1", metavar="BOOL",
+                        type=_checked("fp32"), help=f"{FP32_HELP} [default: false]")  # fmt: skip
     parser.set_defaults(func=run)
 
 
 def given_overrides(args: argparse.Namespace) -> dict[str, str]:
-    """Only the options given on the command line, as raw strings for `config.apply_overrides` to parse."""
-    keys = [key for key, _ in (*_VALUE_OPTIONS.values(), *_BOOL_OPTIONS.values())]
+    """Only the options given on the command line, as raw strings for `options.apply_overrides` to parse."""
+    keys = [*OVERRIDE_KEYS, "fp32"]
     return {key: getattr(args, key) for key in keys if getattr(args, key) is not None}
 
 
-def _check_augment_arguments(overrides: dict[str, str]) -> None:
-    # NVIDIA's rules: --p only with --aug=fixed (and required there), --target only with ada, no --augpipe with noaug.
-    aug = overrides.get("aug", "ada")
-    if aug == "fixed" and "p" not in overrides:
-        raise ValueError("--aug=fixed requires specifying --p")
-    if "p" in overrides and aug != "fixed":
-        raise ValueError("--p can only be specified with --aug=fixed")
-    if "target" in overrides and aug != "ada":
-        raise ValueError("--target can only be specified with --aug=ada")
-    if "augpipe" in overrides and aug == "noaug":
-        raise ValueError("--augpipe cannot be specified with --aug=noaug")
+def torchrun_hint(gpus: int, argv: list[str]) -> str:
+    """The command that trains on `gpus` GPUs: the same arguments, without --gpus, under torchrun."""
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg == "--gpus":
+            skip = True
+            continue
+        if not arg.startswith("--gpus="):
+            kept.append(arg)
+    command = ["torchrun", "--standalone", f"--nproc_per_node={gpus}", "-m", "stylegan_core.cli", *kept]
+    return shlex.join(command)
+
+
+def check_gpus(requested: int | None, world_size: int, under_torchrun: bool, argv: list[str]) -> None:
+    """--gpus says how many processes the user expects; one process per GPU is torchrun's job, not ours."""
+    if requested is None:
+        return
+    if requested < 1:
+        raise ValueError(f"--gpus must be >= 1, got {requested}")
+    if under_torchrun and requested != world_size:
+        raise ValueError(f"--gpus {requested} disagrees with torchrun's {world_size} processes; drop --gpus")
+    if not under_torchrun and requested > 1:
+        raise ValueError(f"--gpus {requested} starts one process per GPU through torchrun; run: "
+                         f"{torchrun_hint(requested, argv)}")  # fmt: skip
 
 
 def dataset_summary(path: str) -> tuple[str, int]:
@@ -158,11 +180,18 @@ def _remove_refused_run(run_dir: Path) -> None:
 
 def run(args: argparse.Namespace) -> int:
     overrides = given_overrides(args)
-    _check_augment_arguments(overrides)
+    if "resume" in overrides:  # a run directory, a folder of runs, or `latest` (in --outdir) name a snapshot
+        from stylegan_core.cli.locate import resolve_network
+
+        overrides["resume"] = str(resolve_network(overrides["resume"], "--resume", Path(args.outdir)))
     gpus = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
+    check_gpus(args.gpus, gpus, "WORLD_SIZE" in os.environ, ["train", *_train_argv()])
     dataset_name, resolution = dataset_summary(overrides["data"])
-    options = resolve_options(args.cfg, resolution, gpus, overrides, source="stylegan train")
+    try:
+        options = resolve_options(args.cfg, resolution, gpus, overrides, source="stylegan train")
+    except OptionError as error:
+        raise ValueError(error.render(flag_name)) from None
     description = run_description(dataset_name, args.cfg, gpus, options, overrides)
     if args.dry_run:
         if rank == 0:
@@ -172,10 +201,18 @@ def run(args: argparse.Namespace) -> int:
     return _train(options, Path(args.outdir), description)
 
 
-def _train(options: TrainOptions, outdir: Path, description: str) -> int:
-    from stylegan_core.training import TrainingDivergedError, init_distributed, train
-    from stylegan_core.training.distributed import broadcast_object, shutdown_distributed
+def _train_argv() -> list[str]:
+    """The arguments after `train` on this process's command line (for the torchrun hint)."""
+    argv = sys.argv[1:]
+    return argv[argv.index("train") + 1 :] if "train" in argv else argv
 
+
+def _train(options: TrainOptions, outdir: Path, description: str) -> int:
+    from stylegan_core.training import TrainCallbacks, TrainingDivergedError, init_distributed
+    from stylegan_core.training.distributed import broadcast_object, shutdown_distributed
+    from stylegan_core.training.worker import AbortOnSignal, prepare_options, run_training
+
+    options = prepare_options(options)  # environment fallbacks written in, so the printed options are what runs
     world = init_distributed(timeout_s=options.loop.dist_timeout_s)
     try:
         run_dir = broadcast_object(str(next_run_dir(outdir, description)) if world.is_main else None, world)
@@ -184,7 +221,9 @@ def _train(options: TrainOptions, outdir: Path, description: str) -> int:
             print(json.dumps(options.to_dict(), indent=2))
             print(f"Output directory: {run_dir}  ({world.world_size} process(es) on {world.device})")
         try:
-            result = train(options, Path(run_dir), world=world)
+            # The first Ctrl-C stops at the end of the tick with a snapshot; a second one interrupts at once.
+            with AbortOnSignal() as abort:
+                result = run_training(options, Path(run_dir), TrainCallbacks(should_abort=abort), world=world)
         except TrainingDivergedError as error:
             print(f"stylegan train: {error}", file=sys.stderr)
             return 3

@@ -1,8 +1,7 @@
-"""Datasets: declarative specs, ingestion into NVIDIA's layout, validation, the procedural demo set, the reader.
+"""Datasets: ingestion into NVIDIA's layout, validation, the demo shapes set, the reader (specs: stylegan_core.spec).
 
 Modules (imported individually, so the training reader does not pull in pandas or Great Expectations):
 
-* `spec` — `load_spec`, `load_specs`: `datasets_spec/<name>.yaml` → `DatasetSpec` (schema in docs/datasets.md).
 * `ingest` — `prepare_dataset`, `prepare_from_spec`, `materialize_source`, `inventory_source`.
 * `validate` — `validate_manifest` (Great Expectations on the Parquet manifest).
 * `dataset` — `ImageDataset`, `content_hash` (the training-time reader).

@@ -12,7 +12,6 @@ import io
 import json
 import os
 import pickle
-import shutil
 import tarfile
 from pathlib import Path
 
@@ -20,6 +19,7 @@ import numpy as np
 import PIL.Image
 
 from stylegan_core.data.options import DatasetError
+from stylegan_core.io.atomic import atomic_directory
 
 BATCH_NAMES = tuple(f"data_batch_{index}" for index in range(1, 6))
 ARCHIVE_FOLDER = "cifar-10-batches-py"
@@ -113,9 +113,7 @@ def convert_cifar10(source: str | os.PathLike[str], out_dir: str | os.PathLike[s
     if out_dir.exists() and not marker.is_file():
         raise DatasetError(f"{out_dir}: exists and is not a converted CIFAR-10 folder; choose another path")
     batches = _read_batches(source)
-    temp = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.tmp")
-    shutil.rmtree(temp, ignore_errors=True)
-    try:
+    with atomic_directory(out_dir) as temp:
         labels = []
         index = 0
         for images, batch_labels in batches:
@@ -127,9 +125,4 @@ def convert_cifar10(source: str | os.PathLike[str], out_dir: str | os.PathLike[s
                 index += 1
         (temp / "dataset.json").write_text(json.dumps({"labels": labels}))
         (temp / MARKER_FILE).write_text(stamp)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)
-        os.replace(temp, out_dir)
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
     return out_dir

@@ -28,7 +28,6 @@ from stylegan_core.io.limits import MAX_C_DIM, MAX_RESOLUTION
 
 LABELS_FILE = "dataset.json"
 _HASH_VERSION = b"stylegan-dataset-v1\n"
-_CHUNK = 1 << 20
 # Largest member a dataset may hold: a 1024 px RGBA image is 4 MiB raw (PNG adds little even uncompressible);
 # dataset.json for a million images is well under it. A larger declared size is a zip bomb or not a dataset.
 MAX_MEMBER_BYTES = 64 << 20

@@ -26,10 +26,10 @@ from stylegan_core.data.parallel import ordered_map
 from stylegan_core.data.shapes import generate_shapes
 from stylegan_core.data.sources import LABELS_FILE, SourceItem, SourceListing, SourceReader, list_source
 from stylegan_core.data.tasks import ProcessContext, header_task, process_task
-from stylegan_core.io.stale_temps import remove_stale_temps
+from stylegan_core.io.atomic import atomic_outputs
 
 if TYPE_CHECKING:
-    from stylegan_core.data.spec import DatasetSpec, SourceSpec
+    from stylegan_core.spec import DatasetSpec, SourceSpec
 
 __all__ = [
     "IngestResult",
@@ -101,7 +101,7 @@ def prepare_dataset(
     context = ProcessContext(reader, resolution, channels, options)
     dest.parent.mkdir(parents=True, exist_ok=True)
     # The zip is renamed last, so a zip next to a stale manifest cannot appear.
-    with _atomic_outputs(manifest_path, dest) as (manifest_temp, zip_temp):
+    with atomic_outputs(manifest_path, dest) as (manifest_temp, zip_temp):
         outcomes = ordered_map(process_task, context, items, workers, progress, f"ingest {listing.root.name}")
         with contextlib.closing(outcomes):
             records, process_skips, json_bytes = _write_archive(zip_temp, items, outcomes, listing, options)
@@ -228,17 +228,3 @@ def _label_dim(records: Sequence[ManifestRecord], listing: SourceListing) -> int
         return listing.num_classes
     return max(record.label for record in records if record.label is not None) + 1
 
-
-@contextlib.contextmanager
-def _atomic_outputs(*finals: Path) -> Iterator[tuple[Path, ...]]:
-    """Temporary siblings of `finals`, renamed over them only if the block succeeds; removed otherwise."""
-    temps = tuple(path.with_name(f".{path.name}.{os.getpid()}.tmp") for path in finals)
-    for path in finals:  # left by an earlier, killed run (issue 13)
-        remove_stale_temps(path)
-    try:
-        yield temps
-        for temp, final in zip(temps, finals, strict=True):
-            os.replace(temp, final)
-    finally:
-        for temp in temps:
-            temp.unlink(missing_ok=True)

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -21,6 +20,7 @@ import PIL.Image
 
 from stylegan_core.data.options import DatasetError
 from stylegan_core.data.parallel import ordered_map
+from stylegan_core.io.atomic import atomic_directory
 
 SHAPE_CLASSES = ("circle", "ring", "square", "star", "triangle")
 SETTINGS_FILE = "shapes.json"
@@ -210,17 +210,11 @@ def generate_shapes(
         return out_dir
     if out_dir.exists() and not marker.is_file():
         raise DatasetError(f"{out_dir}: exists and is not a generated shapes folder; choose another path")
-    temp = out_dir.with_name(f".{out_dir.name}.{os.getpid()}.tmp")
-    shutil.rmtree(temp, ignore_errors=True)
-    try:
+    # An older generated set (the marker said so) with other settings is replaced.
+    with atomic_directory(out_dir) as temp:
         for name in SHAPE_CLASSES:
             (temp / name).mkdir(parents=True)
         for _ in ordered_map(_write_image, (settings, temp), range(settings.count), workers, progress, "draw shapes"):
             pass
         (temp / SETTINGS_FILE).write_text(wanted)
-        if out_dir.exists():
-            shutil.rmtree(out_dir)  # an older generated set (the marker said so) with other settings
-        os.replace(temp, out_dir)
-    finally:
-        shutil.rmtree(temp, ignore_errors=True)
     return out_dir

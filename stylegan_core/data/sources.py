@@ -264,8 +264,20 @@ def _resolve_labels(
     if label_text is None:
         if labels == "dataset.json":
             raise DatasetError(f"{display_name(LABELS_FILE)}: not found, but labels come from {LABELS_FILE}")
+        if class_folders(files):  # auto: class sub-folders are labels (silently unlabelled before; issue 16)
+            mapping, class_names = _subfolder_labels(files)
+            return True, mapping, class_names, _range_problems(mapping, num_classes, display_name, "sub-folder")
         return False, {}, None, []
     return _json_labels(labels, files, present, label_text, display_name, num_classes)
+
+
+def class_folders(files: list[str]) -> bool:
+    """`--labels auto` without dataset.json: every image sits in a sub-folder, there are at least two, and they are
+    not NVIDIA's numbered chunk folders (00000/, 00001/, ... hold 1000 images each and mean nothing)."""
+    if not files or any("/" not in name for name in files):
+        return False
+    folders = {name.split("/")[0] for name in files}
+    return len(folders) >= 2 and not all(folder.isdigit() and len(folder) == 5 for folder in folders)
 
 
 def _subfolder_labels(files: list[str]) -> tuple[dict[str, int], tuple[str, ...]]:

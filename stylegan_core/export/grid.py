@@ -8,7 +8,6 @@ class per row.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -18,6 +17,7 @@ import torch
 from numpy.typing import ArrayLike
 
 from stylegan_core.export.seeds import seeds_to_z
+from stylegan_core.io.atomic import atomic_file
 
 DEFAULT_NOISE_MODE = "const"
 """Noise for grids and exported samples (NVIDIA's fakes*.png and generate.py use 'const')."""
@@ -62,14 +62,8 @@ def save_png(image: PIL.Image.Image, path: str | os.PathLike[str]) -> Path:
     """Save a PNG to a temporary file in the same folder, then rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            image.save(file, format="PNG")
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as file:
+        image.save(file, format="PNG")
     return path
 
 

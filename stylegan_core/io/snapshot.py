@@ -5,9 +5,9 @@ On disk it is one ``torch.save`` dict, loaded with ``weights_only=True``. Keys (
 ``G_kwargs``, ``D_kwargs``, ``G``, ``D``, ``G_ema`` (state dicts), ``G_opt``, ``D_opt`` (optimiser state dicts),
 ``augment`` (``pipe``, ``p``, ``ada``), ``progress`` (``cur_nimg``, ``cur_tick``, ``batch_idx``), ``pl_mean`` (one
 value per rank), ``rng`` (one dict per rank), ``world_size``, ``options`` (resolved TrainOptions as a plain dict),
-``dataset`` (``content_hash``, ``resolution``, ``num_channels``, ``label_dim``). A weights-only state imported from
-an NVIDIA pickle has ``weights_only: True``, an empty ``progress`` and ``imported_from``. The loader checks every
-key's type and bounds (stylegan_core.io.limits) before anything is built from it.
+``dataset`` (``content_hash``, ``resolution``, ``num_channels``, ``label_dim``, ``class_names``). A weights-only
+state imported from an NVIDIA pickle has ``weights_only: True``, an empty ``progress`` and ``imported_from``. The
+loader checks every key's type and bounds (stylegan_core.io.limits) before anything is built from it.
 """
 
 from __future__ import annotations
@@ -24,15 +24,16 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from stylegan_core.errors import InputError
+from stylegan_core.io.atomic import atomic_file
 from stylegan_core.io.limits import (
     MAX_BLOB_BYTES,
+    MAX_C_DIM,
     MAX_FILE_BYTES,
     MAX_TENSOR_ELEMENTS,
     check_network_kwargs,
     check_network_size,
     stored_values,
 )
-from stylegan_core.io.stale_temps import remove_stale_temps
 
 if TYPE_CHECKING:
     from stylegan_core.networks import Generator
@@ -63,6 +64,8 @@ class DatasetInfo:
     resolution: int
     num_channels: int
     label_dim: int
+    class_names: tuple[str, ...] | None = None
+    """From the dataset's manifest (sub-folder labels), so `--class NAME` works later; None if unknown."""
 
 
 @dataclass(frozen=True)
@@ -106,8 +109,9 @@ class Snapshot:
             state.update(weights_only=True, imported_from=self.imported_from)
             return state
         assert self.dataset is not None and self.rng is not None
+        dataset = {**vars(self.dataset), "class_names": _names(self.dataset)}
         state.update(G_opt=self.G_opt, D_opt=self.D_opt, pl_mean=self.pl_mean, rng=list(self.rng),
-                     world_size=self.world_size, dataset=vars(self.dataset).copy())  # fmt: skip
+                     world_size=self.world_size, dataset=dataset)  # fmt: skip
         return state
 
     @classmethod
@@ -123,17 +127,10 @@ def save_snapshot(path: str | os.PathLike[str], snapshot: Snapshot) -> Path:
     OSError names ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(path)
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with temp.open("wb") as file:
+        with atomic_file(path) as file:
             torch.save(snapshot.to_dict(), file)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temp, path)
     except BaseException as error:
-        temp.unlink(missing_ok=True)
         if isinstance(error, OSError) or "PytorchStreamWriter failed" in str(error):
             reason = error.strerror if isinstance(error, OSError) and error.strerror else _first_line(error)
             raise OSError(getattr(error, "errno", None) or 0, f"cannot write snapshot {path}: {reason} "
@@ -318,8 +315,17 @@ def _dataset(value: Any, where: str) -> DatasetInfo:
     content_hash = dataset.get("content_hash")
     if not isinstance(content_hash, str) or len(content_hash) > 128:
         raise InputError(f"{where}: snapshot dataset.content_hash is not a hash string")
-    return DatasetInfo(content_hash, *(_integer(dataset.get(name), f"dataset.{name}", where, 0, 1 << 20)
-                                       for name in ("resolution", "num_channels", "label_dim")))  # fmt: skip
+    names = dataset.get("class_names")
+    if names is not None and not (isinstance(names, (list, tuple)) and len(names) <= MAX_C_DIM
+                                  and all(isinstance(name, str) and len(name) <= 256 for name in names)):  # fmt: skip
+        raise InputError(f"{where}: snapshot dataset.class_names is not a list of class name strings")
+    sizes = (_integer(dataset.get(name), f"dataset.{name}", where, 0, 1 << 20)
+             for name in ("resolution", "num_channels", "label_dim"))  # fmt: skip
+    return DatasetInfo(content_hash, *sizes, tuple(names) if names is not None else None)
+
+
+def _names(dataset: DatasetInfo) -> list[str] | None:
+    return None if dataset.class_names is None else list(dataset.class_names)
 
 
 def load_generator(path: str | os.PathLike[str], which: str = "G_ema", device: torch.device | str = "cpu") -> Generator:
@@ -364,14 +370,20 @@ def _load_state(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor],
     module.load_state_dict(dict(state_dict))
 
 
-def snapshot_label(cur_nimg: int, kimg_per_tick: float) -> str:
-    """`<kimg:06d>` as NVIDIA's file names; with ticks under 1 kimg a `.<nimg mod 1000:03d>` keeps names unique."""
+def snapshot_label(cur_nimg: int, kimg_per_tick: float | None = None) -> str:
+    """`<kimg:06d>` as NVIDIA's file names when kimg is whole, else `<kimg:06d>.<nimg mod 1000:03d>`.
+
+    The label depends on the image count alone, so every image count has its own name, within a run and across
+    resumes (NVIDIA's integer kimg gives runs under 1 kimg, and a final tick ending inside the previous tick's kimg,
+    one name for several snapshots). `kimg_per_tick` is accepted for older callers and ignored.
+    """
+    del kimg_per_tick
     label = f"{cur_nimg // 1000:06d}"
-    return f"{label}.{cur_nimg % 1000:03d}" if kimg_per_tick < 1 else label
+    return f"{label}.{cur_nimg % 1000:03d}" if cur_nimg % 1000 else label
 
 
-def snapshot_path(run_dir: str | os.PathLike[str], cur_nimg: int, kimg_per_tick: float) -> Path:
-    return Path(run_dir) / SNAPSHOT_DIR / f"network-snapshot-{snapshot_label(cur_nimg, kimg_per_tick)}.pt"
+def snapshot_path(run_dir: str | os.PathLike[str], cur_nimg: int, kimg_per_tick: float | None = None) -> Path:
+    return Path(run_dir) / SNAPSHOT_DIR / f"network-snapshot-{snapshot_label(cur_nimg)}.pt"
 
 
 def find_latest_snapshot(run_dir: str | os.PathLike[str]) -> Path | None:

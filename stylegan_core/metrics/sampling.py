@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from stylegan_core.metrics.inception import FEATURE_DIM, detector_features
+from stylegan_core.metrics.progress import LineProgress
 
 Detector = Callable[[torch.Tensor], torch.Tensor]
 
@@ -45,7 +46,7 @@ def dataset_features(
     num_items: int,
     batch_size: int,
     shard: Shard | None = None,
-    progress: bool = True,
+    progress: bool | LineProgress = True,
 ) -> np.ndarray:
     """Features [num_items, D] of dataset items 0 .. num_items - 1 (images only; `dataset[i] -> (uint8 CHW, label)`)."""
     shard = shard or Shard()
@@ -78,7 +79,7 @@ def generator_features(
     batch_size: int,
     seed: int = 0,
     shard: Shard | None = None,
-    progress: bool = True,
+    progress: bool | LineProgress = True,
 ) -> np.ndarray:
     """Features [num_images, D] of G(z, c) with ψ = 1 and random noise, as NVIDIA's metrics sample them.
 

@@ -29,10 +29,23 @@ IMPLS = ("auto", "ref", "cuda")
 
 _warned = False
 _warn_lock = threading.Lock()
+_process_impl: str | None = None
+
+
+def set_process_impl(impl: str | None) -> None:
+    """What ``impl="auto"`` means in this process from now on (training sets its `ops_impl` option here);
+    None goes back to ``STYLEGAN_OPS_IMPL``."""
+    global _process_impl
+    if impl is not None and impl not in IMPLS:
+        raise ValueError(f"ops implementation must be one of {', '.join(IMPLS)}, got {impl!r}")
+    _process_impl = impl
 
 
 def env_impl() -> str:
-    """The value of ``STYLEGAN_OPS_IMPL`` ("auto" when unset); a value outside ref|cuda|auto is an error."""
+    """The process's choice (`set_process_impl`), else ``STYLEGAN_OPS_IMPL`` ("auto" when unset); a value outside
+    ref|cuda|auto is an error."""
+    if _process_impl is not None:
+        return _process_impl
     value = os.environ.get(ENV_VAR, "").strip().lower()
     if not value:
         return "auto"

@@ -1,6 +1,7 @@
 """StyleGAN2-ADA training: loss, loop, snapshots, data parallel (see DESIGN.md section 5).
 
-Orchestrators: `stylegan_core.training.worker.run_training` (continues from a run directory's latest snapshot).
+Launchers (CLI, Dagster, Ray, notebooks): `stylegan_core.training.worker.run_training`, the one training entry point
+(continues from a run directory's latest snapshot; takes a process group created by the caller).
 """
 
 from stylegan_core.io.snapshot import find_latest_snapshot

@@ -32,6 +32,10 @@ class TickInfo:
     losses: dict[str, float] = field(default_factory=dict)
     """Mean of every `Loss/...` statistic over the tick (e.g. `Loss/G/loss`, `Loss/D/loss`, `Loss/signs/real`)."""
     done: bool = False
+    percent: float = 0.0
+    """cur_nimg as a percentage of total_kimg."""
+    eta_s: float = 0.0
+    """Estimated seconds until total_kimg, at this invocation's average pace so far."""
 
 
 @dataclass(frozen=True)
@@ -58,6 +62,8 @@ class TrainCallbacks:
     on_tick: Callable[[TickInfo], None] = _ignore
     on_snapshot: Callable[[SnapshotInfo], None] = _ignore
     should_abort: Callable[[], bool] = _never
+    on_log: Callable[[str], None] | None = None
+    """Every log.txt line (tick lines, metric announcements and progress) instead of stdout; None = print."""
 
 
 @dataclass(frozen=True)

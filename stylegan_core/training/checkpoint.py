@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -21,14 +22,17 @@ def write_snapshot(run: TrainingRun, callbacks: TrainCallbacks) -> None:
     """Snapshot file and fakes grid (rank 0), metrics (all ranks, sharded), then `on_snapshot` (rank 0)."""
     rank_states = gather_objects(_rank_state(run), run.world)
     progress = run.progress
-    kimg_per_tick = run.options.loop.kimg_per_tick
-    path = snapshot_path(run.run_dir, progress.cur_nimg, kimg_per_tick)
-    image_path = run.run_dir / f"fakes{snapshot_label(progress.cur_nimg, kimg_per_tick)}.png"
+    path = snapshot_path(run.run_dir, progress.cur_nimg)
+    image_path = run.run_dir / f"fakes{snapshot_label(progress.cur_nimg)}.png"
     if run.world.is_main:
         save_snapshot(path, snapshot_state(run, rank_states))
         run.last_snapshot = path
         run.grid.write_fakes(run.G_ema, image_path, run.batch_gpu)
     run.last_metrics = evaluate_metrics(run, path)
+    if run.tracker is not None:
+        values = {f"Metrics/{key}": value for result in run.last_metrics.values() for key, value in result.items()}
+        run.tracker.scalars(values, progress.cur_nimg, time.time())
+        run.tracker.artifact(image_path)
     if run.world.is_main:
         callbacks.on_snapshot(SnapshotInfo(
             tick=progress.cur_tick, cur_nimg=progress.cur_nimg, kimg=progress.cur_nimg / 1000, snapshot_path=path,
@@ -60,8 +64,22 @@ def snapshot_state(run: TrainingRun, rank_states: list[dict[str, Any]]) -> Snaps
         pl_mean=torch.stack([state["pl_mean"] for state in rank_states]),
         rng=tuple(state["rng"] for state in rank_states), world_size=run.world.world_size,
         options=run.options.to_dict(),
-        dataset=DatasetInfo(dataset.content_hash, dataset.resolution, dataset.num_channels, dataset.label_dim),
+        dataset=DatasetInfo(dataset.content_hash, dataset.resolution, dataset.num_channels, dataset.label_dim,
+                            dataset_class_names(run.options.data.path)),
     )  # fmt: skip
+
+
+def dataset_class_names(data_path: str) -> list[str] | None:
+    """Class names from the manifest beside the dataset zip (sub-folder labels), so `--class NAME` works later."""
+    from stylegan_core.data.ingest import manifest_path_for
+    from stylegan_core.data.manifest import read_manifest_report
+
+    manifest = manifest_path_for(data_path)
+    try:
+        names = read_manifest_report(manifest).get("class_names") if manifest.is_file() else None
+    except (OSError, ValueError, KeyError):
+        return None  # the names are a convenience; an unreadable manifest must not stop a snapshot
+    return [str(name) for name in names] if names else None
 
 
 def restore(run: TrainingRun, snapshot: Snapshot) -> None:
@@ -121,10 +139,13 @@ def evaluate_metrics(run: TrainingRun, snapshot_file: Path) -> dict[str, dict[st
     if not names:
         return {}
     from stylegan_core.metrics import compute_metrics
+    from stylegan_core.metrics.progress import LineProgress
 
+    # Lines, not a bar: they reach log.txt and, through the log callback, an orchestrator's run log.
+    progress = LineProgress(run.log.write) if run.world.is_main else False
     results = compute_metrics(
         run.G_ema, run.options.data.path, names, run.device, cache_dir=run.options.metrics.cache_dir,
         detector=run.options.metrics.detector, rank=run.world.rank, world_size=run.world.world_size,
-        progress=False, run_dir=run.run_dir if run.world.is_main else None, snapshot_path=snapshot_file,
+        progress=progress, run_dir=run.run_dir if run.world.is_main else None, snapshot_path=snapshot_file,
     )  # fmt: skip
     return {name: {key: float(value) for key, value in result.items()} for name, result in results.items()}

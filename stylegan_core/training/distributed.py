@@ -60,7 +60,8 @@ def init_distributed(device: torch.device | None = None, timeout_s: float | None
     if device.type == "cuda":
         torch.cuda.set_device(device)
     if not dist.is_initialized():
-        timeout = float(os.environ.get(TIMEOUT_ENV, timeout_s if timeout_s is not None else DEFAULT_TIMEOUT_S))
+        # The option wins; the environment is only a fallback (worker.run_training records it in the options).
+        timeout = timeout_s if timeout_s is not None else float(os.environ.get(TIMEOUT_ENV, DEFAULT_TIMEOUT_S))
         dist.init_process_group(
             backend="nccl" if device.type == "cuda" else "gloo",
             init_method="env://",
@@ -127,9 +128,3 @@ def gather_objects(value: Any, world: DistributedContext) -> list[Any]:
     gathered: list[Any] = [None] * world.world_size
     dist.all_gather_object(gathered, value)
     return gathered
-
-
-def all_reduce_sum(tensor: torch.Tensor, world: DistributedContext) -> torch.Tensor:
-    if world.distributed:
-        dist.all_reduce(tensor)
-    return tensor

@@ -51,7 +51,7 @@ def train(
     world = world or init_distributed(timeout_s=options.loop.dist_timeout_s)
     callbacks = callbacks or TrainCallbacks()
     try:
-        run = setup_training(options, Path(run_dir), world)
+        run = setup_training(options, Path(run_dir), world, callbacks.on_log)
         try:
             return _training_loop(run, callbacks)
         finally:
@@ -67,7 +67,9 @@ def _training_loop(run: TrainingRun, callbacks: TrainCallbacks) -> TrainResult:
         run.last_snapshot = Path(run.options.loop.resume)
         return run.result()
     run.log.write(f"Training for {run.options.loop.total_kimg:g} kimg from kimg {run.progress.cur_nimg / 1000:g}...")
+    _note_slow_metrics(run)
     run.progress.start_timers()
+    run.progress.start_nimg = run.progress.cur_nimg
     while True:
         real_img, real_c = _fetch_reals(run)
         for phase_idx, phase in enumerate(run.phases):
@@ -83,6 +85,17 @@ def _training_loop(run: TrainingRun, callbacks: TrainCallbacks) -> TrainResult:
         if _end_of_tick(run, callbacks, done):
             break
     return run.result()
+
+
+def _note_slow_metrics(run: TrainingRun) -> None:
+    """On a CPU, say before the first tick how long each snapshot's metrics will take, and how to pick smaller ones."""
+    from stylegan_core.metric_names import parse_metric_name
+    from stylegan_core.metrics.progress import slow_metric_note
+
+    names = list(run.options.metrics.names)
+    note = slow_metric_note(names, {name: parse_metric_name(name).num_gen for name in names}, run.device.type)
+    if note is not None:
+        run.log.write(note)
 
 
 def _fetch_reals(run: TrainingRun) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
@@ -147,13 +160,15 @@ def _end_of_tick(run: TrainingRun, callbacks: TrainCallbacks, done: bool) -> boo
     progress, loop = run.progress, run.options.loop
     tick_end_time = time.time()
     fields = _tick_fields(run, tick_end_time)
-    run.log.write(tick_line(fields, kimg_digits=1 if loop.kimg_per_tick >= 1 else 3))
+    run.log.write(tick_line(fields, kimg_digits=1 if min(loop.kimg_per_tick, loop.total_kimg) >= 1 else 3))
     for name, key in _PROGRESS_STATS.items():
         run.stats.report(name, torch.tensor(fields[key], dtype=torch.float64))
     aborted = any_rank(callbacks.should_abort(), run.world, run.device)
     summaries = run.stats.summarize()
     if run.world.is_main:
         append_stats_line(run.run_dir, summaries)
+    if run.tracker is not None:
+        run.tracker.scalars({name: s.mean for name, s in summaries.items()}, progress.cur_nimg, tick_end_time)
     _check_finite(run, summaries)
     losses = {name: s.mean for name, s in summaries.items() if name.startswith("Loss/")}
     run.last_losses = losses
@@ -189,7 +204,12 @@ def _tick_fields(run: TrainingRun, tick_end_time: float) -> dict[str, float]:
     tick_seconds = tick_end_time - progress.tick_start_time
     tick_nimg = max(progress.cur_nimg - progress.tick_start_nimg, 1)
     total = tick_end_time - progress.start_time
+    target_nimg = run.options.loop.total_kimg * 1000
+    # ETA from this invocation's average pace (snapshots and metrics included), over the images still to train.
+    pace = total / max(progress.cur_nimg - progress.start_nimg, 1)
     return {
+        "percent": 100.0 * min(progress.cur_nimg / max(target_nimg, 1), 1.0),
+        "eta": max(target_nimg - progress.cur_nimg, 0) * pace,
         "tick": progress.cur_tick,
         "cur_nimg": progress.cur_nimg,
         "kimg": progress.cur_nimg / 1000,
@@ -210,7 +230,7 @@ def _tick_info(fields: dict[str, float], total_kimg: float, losses: dict[str, fl
         tick=int(fields["tick"]), cur_nimg=int(fields["cur_nimg"]), kimg=fields["kimg"], total_kimg=total_kimg,
         time_s=fields["time"], sec_per_tick=fields["sec_per_tick"], sec_per_kimg=fields["sec_per_kimg"],
         maintenance_s=fields["maintenance"], cpu_mem_gb=fields["cpu_mem_gb"], gpu_mem_gb=fields["gpu_mem_gb"],
-        augment_p=fields["augment_p"], losses=losses, done=done,
+        augment_p=fields["augment_p"], losses=losses, done=done, percent=fields["percent"], eta_s=fields["eta"],
     )  # fmt: skip
 
 

@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -17,16 +17,24 @@ from stylegan_core.training.stats import StatSummary
 
 
 class RunLog:
-    """Prints lines and appends them to `run_dir/log.txt` (only where `enabled`, i.e. on rank 0)."""
+    """Prints lines and appends them to `run_dir/log.txt` (only where `enabled`, i.e. on rank 0).
 
-    def __init__(self, run_dir: Path, enabled: bool) -> None:
+    With `echo`, lines go there instead of stdout/stderr: a caller that forwards them (Dagster Pipes) would otherwise
+    show each line twice, once from the captured stdout and once from its own log.
+    """
+
+    def __init__(self, run_dir: Path, enabled: bool, echo: Callable[[str], None] | None = None) -> None:
         self.path = run_dir / "log.txt"
         self.enabled = enabled
+        self.echo = echo
 
     def write(self, line: str, error: bool = False) -> None:
         if not self.enabled:
             return
-        print(line, file=sys.stderr if error else sys.stdout, flush=True)
+        if self.echo is not None:
+            self.echo(line)
+        else:
+            print(line, file=sys.stderr if error else sys.stdout, flush=True)
         with self.path.open("a", encoding="utf-8") as file:
             file.write(line + "\n")
 
@@ -44,7 +52,7 @@ def format_time(seconds: float) -> str:
 
 
 def tick_line(fields: Mapping[str, float], kimg_digits: int) -> str:
-    """The status line: tick, kimg, time, sec/tick, sec/kimg, maintenance, cpumem, gpumem, augment."""
+    """The status line: tick, kimg, time, sec/tick, sec/kimg, maintenance, cpumem, gpumem, augment, % done, ETA."""
     return " ".join([
         f"tick {int(fields['tick']):<5d}",
         f"kimg {fields['kimg']:<8.{kimg_digits}f}",
@@ -55,7 +63,16 @@ def tick_line(fields: Mapping[str, float], kimg_digits: int) -> str:
         f"cpumem {fields['cpu_mem_gb']:<6.2f}",
         f"gpumem {fields['gpu_mem_gb']:<6.2f}",
         f"augment {fields['augment_p']:.3f}",
+        *_progress_fields(fields),
     ])  # fmt: skip
+
+
+def _progress_fields(fields: Mapping[str, float]) -> list[str]:
+    # After NVIDIA's fields, so tools that parse those keep working: "12.5% ETA 3m 05s" (the last tick: "100%").
+    if "percent" not in fields:
+        return []
+    percent = f"{fields['percent']:.1f}%"
+    return [percent] if fields["percent"] >= 100 else [percent, f"ETA {format_time(fields['eta'])}"]
 
 
 def append_stats_line(run_dir: Path, summaries: Mapping[str, StatSummary]) -> None:

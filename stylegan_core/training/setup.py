@@ -7,7 +7,7 @@ import copy
 import os
 import random
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from stylegan_core.config import DataConfig, LoopConfig, OptimizerConfig, TrainOptions
+from stylegan_core.io.atomic import write_text_atomic
 from stylegan_core.io.snapshot import Snapshot
 from stylegan_core.presets import batch_geometry, validate_options
 from stylegan_core.training import checkpoint
@@ -26,6 +27,7 @@ from stylegan_core.training.report import RunLog, SnapshotGrid, setup_snapshot_g
 from stylegan_core.training.sampling import IterationBatchSampler
 from stylegan_core.training.state import _load_resume_state, can_continue, continued_options
 from stylegan_core.training.stats import StatsCollector
+from stylegan_core.training.tracking import Tracker
 
 
 @dataclass
@@ -42,6 +44,8 @@ class Progress:
     cur_tick: int = 0
     batch_idx: int = 0
     tick_start_nimg: int = 0
+    start_nimg: int = 0
+    """cur_nimg when this invocation started training (after a resume), for the ETA."""
     start_time: float = 0.0
     tick_start_time: float = 0.0
     maintenance_s: float = 0.0
@@ -90,6 +94,8 @@ class TrainingRun:
     last_losses: dict[str, float] = field(default_factory=dict)
     last_metrics: dict[str, dict[str, float]] = field(default_factory=dict)
     aborted: bool = False
+    tracker: Tracker | None = None
+    """TensorBoard (and MLflow when configured) writers, rank 0 only."""
 
     @property
     def device(self) -> torch.device:
@@ -113,16 +119,22 @@ class TrainingRun:
 
     def close(self) -> None:
         self.data_iter = None  # shuts the DataLoader's worker processes down
+        if self.tracker is not None:
+            self.tracker.close()
+            self.tracker = None
         close = getattr(self.dataset, "close", None)
         if close is not None:
             close()
 
 
-def setup_training(options: TrainOptions, run_dir: Path, world: DistributedContext) -> TrainingRun:
+def setup_training(
+    options: TrainOptions, run_dir: Path, world: DistributedContext, echo: Callable[[str], None] | None = None
+) -> TrainingRun:
+    """`echo`: where log lines go besides log.txt (default: stdout/stderr), e.g. an orchestrator's run log."""
     validate_options(options, world.world_size, "training options")
     if world.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
-    log = RunLog(run_dir, world.is_main)
+    log = RunLog(run_dir, world.is_main, echo)
     _seed_process(options.loop.seed, world)
     _configure_backends(options.loop, world.device)
     dataset = open_dataset(options.data, options.loop.seed)
@@ -145,13 +157,21 @@ def setup_training(options: TrainOptions, run_dir: Path, world: DistributedConte
     for module in (G, D, G_ema):
         broadcast_module(module, world)
     run.data_iter = _data_iterator(dataset, options, batch_gpu, world, run.progress.batch_idx)
+    if loader_workers(options.data.workers) < options.data.workers:
+        log.write(f"Data loader: {usable_cores()} worker processes, one per usable CPU core "
+                  f"({options.data.workers} requested).")  # fmt: skip
     if world.is_main:
         _write_options(run_dir, options)
+        run.tracker = Tracker(run_dir, options.to_dict(), options.loop.kimg_per_tick < 1, log.write)
+        run.tracker.artifact(run_dir / "training_options.json")
         run.grid = setup_snapshot_grid(
             dataset, options.loop.grid_seed, G.z_dim, world.device, options.loop.grid
         )
-        run.grid.write_reals(run_dir / "reals.png")
-        run.grid.write_fakes(G_ema, run_dir / "fakes_init.png", batch_gpu)
+        # A run continued in its own directory keeps the grids of its start: files are written once.
+        if not (run_dir / "reals.png").exists():
+            run.grid.write_reals(run_dir / "reals.png")
+        if not (run_dir / "fakes_init.png").exists():
+            run.grid.write_fakes(G_ema, run_dir / "fakes_init.png", batch_gpu)
     return run
 
 
@@ -276,7 +296,7 @@ def _data_iterator(
 ) -> Iterator:
     sampler = IterationBatchSampler(len(dataset), options.loop.seed, options.loop.batch, batch_gpu, world.rank,
                                     world.world_size, start_iteration)  # fmt: skip
-    workers = options.data.workers
+    workers = loader_workers(options.data.workers)
     loader = torch.utils.data.DataLoader(
         dataset, batch_sampler=sampler, num_workers=workers, pin_memory=world.device.type == "cuda",
         prefetch_factor=2 if workers > 0 else None,
@@ -294,7 +314,18 @@ def _check_metric_names(options: TrainOptions) -> None:
 
 
 def _write_options(run_dir: Path, options: TrainOptions) -> None:
-    path = run_dir / "training_options.json"
-    temp = path.with_name(f".{path.name}.tmp")
-    temp.write_text(options.to_json() + "\n", encoding="utf-8")
-    os.replace(temp, path)
+    write_text_atomic(run_dir / "training_options.json", options.to_json() + "\n")
+
+
+def usable_cores() -> int:
+    """CPU cores this process may run on (its affinity mask, as torch's DataLoader counts them)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def loader_workers(requested: int) -> int:
+    """`--workers` capped by the usable cores: more processes than cores only compete with training (and torch warns
+    about it, once per loader and again per iterator). Data order does not depend on the worker count."""
+    return min(requested, usable_cores())

@@ -25,7 +25,7 @@ from stylegan_core.io.snapshot import Snapshot, is_snapshot_file, load_snapshot
 
 # Options that do not change what a step computes: a continued run takes them from the new options freely.
 RUN_CONTROL_FIELDS = {
-    "loop": ("total_kimg", "kimg_per_tick", "snap", "resume", "cudnn_benchmark", "allow_tf32", "grid_seed"),
+    "loop": ("total_kimg", "kimg_per_tick", "snap", "resume", "cudnn_benchmark", "allow_tf32", "grid_seed", "ops_impl"),
     "data": ("path", "workers"),
     "metrics": ("names",),
 }

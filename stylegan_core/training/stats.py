@@ -73,7 +73,3 @@ def _summary(count: float, total: float, total_sq: float) -> StatSummary:
     mean = total / count
     variance = max(total_sq / count - mean * mean, 0.0)
     return StatSummary(num=int(count), mean=mean, std=math.sqrt(variance))
-
-
-def summaries_to_dict(summaries: dict[str, StatSummary]) -> dict[str, dict[str, float]]:
-    return {name: summary.to_dict() for name, summary in summaries.items()}

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from stylegan_core.config import apply_overrides
-from stylegan_core.data.spec import SpecError, load_spec, load_specs
+from stylegan_core.options import apply_overrides
 from stylegan_core.presets import resolve_options
+from stylegan_core.spec import SpecError, load_spec, load_specs
 
 SPECS = Path(__file__).resolve().parents[1] / "datasets_spec"
 
@@ -139,6 +139,34 @@ MISTAKES = {
         ["source.generator.colour"],
     ),
     "not_a_mapping": ("- just\n- a list\n", ["top level", "mapping"]),
+    # Issue 13: values a spec used to accept and a later step refused.
+    "augpipe_typo": (MINIMAL + "configs:\n  a:\n    augpipe: bgcx\n", ["configs.a.augpipe", "bgcfnc", "'bgcx'"]),
+    "batch_zero": (MINIMAL + "configs:\n  a:\n    batch: 0\n", ["configs.a.batch", "[1, 65536]"]),
+    "nan_lr": (MINIMAL + "configs:\n  a:\n    glr: .nan\n", ["configs.a.glr", "finite"]),
+    "inf_gamma": (MINIMAL + "configs:\n  a:\n    gamma: .inf\n", ["configs.a.gamma", "finite"]),
+    "negative_lr": (MINIMAL + "configs:\n  a:\n    dlr: -0.1\n", ["configs.a.dlr", "(0, 1]"]),
+    "huge_z_dim": (MINIMAL + "configs:\n  a:\n    z_dim: 1000000000\n", ["configs.a.z_dim", "8192"]),
+    "generator_count": (
+        "name: demo\nsource: {kind: generated, generator: {count: 1000000000}}\nresolutions: [16]\n",
+        ["source.generator.count", "<= 1000000"],
+    ),
+    "huge_resolution": (MINIMAL.replace("[32]", "[1073741824]"), ["resolutions", "<= 8192"]),
+    "fixed_without_p": (MINIMAL + "configs:\n  a:\n    aug: fixed\n", ["configs.a.aug", "aug=fixed requires p"]),
+    "p_with_noaug": (MINIMAL + "configs:\n  a:\n    aug: noaug\n    p: 0.2\n", ["configs.a.p", "aug=noaug"]),
+    "target_with_noaug": (MINIMAL + "configs:\n  a:\n    aug: noaug\n    target: 0.5\n", ["configs.a.target"]),
+    "geometry_names_yaml_keys": (
+        MINIMAL + "configs:\n  a:\n    batch: 6\n",
+        ["configs.a.mbstd_group", "set mbstd_group to a divisor of 6 or change batch_gpu"],
+    ),
+    "cron_minute_61": (MINIMAL + "schedule: '61 * * * *'\n", ["schedule.cron", "minute field '61'"]),
+    "cron_month_13": (MINIMAL + "schedule: '0 0 1 13 *'\n", ["schedule.cron", "month field"]),
+    "cron_reversed_range": (MINIMAL + "schedule: '0 5-2 * * *'\n", ["schedule.cron", "hour field"]),
+    "bad_timezone": (
+        MINIMAL + "schedule: {cron: '0 1 * * *', timezone: Mars/Olympus}\n",
+        ["schedule.timezone", "IANA"],
+    ),
+    "cfg_means_preset": (MINIMAL + "configs:\n  a:\n    cfg: paper256\n", ["configs.a.cfg", "did you mean 'preset'"]),
+    "yaml_alias": ("name: demo\nx: &a [1, 2]\ny: *a\n", ["aliases", "not allowed"]),
     "invalid_yaml": ("name: [unclosed\n", ["invalid YAML"]),
 }
 
@@ -149,6 +177,42 @@ def test_mistakes_name_the_file_and_the_key(case: str, tmp_path: Path) -> None:
     message = _error(tmp_path, text)
     for word in words:
         assert word in message, f"{case}: {word!r} not in {message!r}"
+
+
+def test_unknown_config_key_lists_only_keys_a_spec_accepts(tmp_path: Path) -> None:
+    message = _error(tmp_path, MINIMAL + "configs:\n  a:\n    zzzzzzzz: 1\n")
+    known = message.split("known keys: ")[1].split(", ")
+    assert "preset" in known and "kimg" in known and "z_dim" in known and "fp32" in known
+    assert "data" not in known and "metrics" not in known
+
+
+def test_binary_file_is_one_line(tmp_path: Path) -> None:
+    path = tmp_path / "demo.yaml"
+    path.write_bytes(b"name: d\xe9mo\n")
+    with pytest.raises(SpecError, match=r"demo\.yaml: not UTF-8 text"):
+        load_spec(path)
+
+
+def test_alias_bomb_is_refused_quickly_with_a_short_message(tmp_path: Path) -> None:
+    lines = ["name: demo", 'a0: &a0 ["xxxxxxxxxxxxxxxx"]']
+    lines += [f"a{i}: &a{i} [*a{i - 1}, *a{i - 1}, *a{i - 1}, *a{i - 1}]" for i in range(1, 12)]
+    message = _error(tmp_path, "\n".join(lines) + "\n")
+    assert "aliases" in message and len(message) < 400
+
+
+def test_long_values_are_cut_in_messages(tmp_path: Path) -> None:
+    message = _error(tmp_path, MINIMAL + "configs:\n  a:\n    augpipe: " + "b" * 100_000 + "\n")
+    assert "configs.a.augpipe" in message and len(message) < 400
+
+
+def test_specs_with_errors_do_not_hide_good_ones(tmp_path: Path) -> None:
+    from stylegan_core.spec import check_specs
+
+    good = _write(tmp_path, MINIMAL.replace("demo", "good"), "good")
+    bad = _write(tmp_path, MINIMAL.replace("demo", "bad") + "configs:\n  a:\n    batch: 0\n", "bad")
+    specs, errors = check_specs([bad, good])
+    assert [spec.name for spec in specs] == ["good"]
+    assert len(errors) == 1 and str(errors[0]).startswith(f"{bad}: configs.a.batch:")
 
 
 def test_load_specs_sorts_and_rejects_duplicates(tmp_path: Path) -> None:

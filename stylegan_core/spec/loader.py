@@ -26,7 +26,7 @@ from stylegan_core.data.options import (
     LabelSource,
 )
 from stylegan_core.data.shapes import ShapesSettings
-from stylegan_core.data.spec_fields import (
+from stylegan_core.spec.fields import (
     Section,
     SpecError,
     aspect_ratio,
@@ -42,6 +42,7 @@ from stylegan_core.data.spec_fields import (
     scalar_or_list,
     string,
     subset_of,
+    timezone_name,
 )
 
 SourceKind = Literal["folder", "zip", "generated", "cifar10"]
@@ -51,6 +52,12 @@ _SPEC_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Keys a spec's training config may not override: the spec itself decides them.
 _RESERVED_OVERRIDES = {"data": "the dataset is the spec's own", "metrics": "use the spec's top-level `metrics` list"}
+# NVIDIA's and other tools' words for our keys, offered as "did you mean".
+_CONFIG_ALIASES = {"cfg": "preset", "r1_gamma": "gamma"}
+# Bounds of the generated source (the shapes set): far above the demo's 1000 images at 128 px.
+MAX_GENERATED_IMAGES = 1_000_000
+MAX_GENERATED_SIZE = 4096
+MAX_CLASSES = 100_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,7 +75,7 @@ class SourceSpec:
 
 @dataclass(frozen=True, kw_only=True)
 class TrainingConfigSpec:
-    """A named training configuration: a preset plus CLI-style overrides (see `stylegan_core.config.OVERRIDE_KEYS`)."""
+    """A named training configuration: a preset plus CLI-style overrides (see `stylegan_core.options.OVERRIDE_KEYS`)."""
 
     name: str
     preset: str
@@ -121,6 +128,8 @@ def load_spec(path: str | os.PathLike[str]) -> DatasetSpec:
         document = load_yaml(file.read_text(encoding="utf-8"))
     except OSError as error:
         raise SpecError(f"{file}: cannot read ({error.strerror or error})") from None
+    except UnicodeDecodeError as error:
+        raise SpecError(f"{file}: not UTF-8 text ({error.reason} at byte {error.start})") from None
     except yaml.YAMLError as error:
         raise SpecError(f"{file}: invalid YAML: {' '.join(str(error).split())}") from None
     top = Section(file, "", document, _TOP_KEYS)
@@ -151,18 +160,37 @@ def load_spec(path: str | os.PathLike[str]) -> DatasetSpec:
     )
 
 
-def load_specs(folder: str | os.PathLike[str]) -> list[DatasetSpec]:
-    """Every `*.yaml` / `*.yml` spec of a folder, sorted by name."""
+def spec_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """The `*.yaml` / `*.yml` files of a spec folder, sorted."""
     directory = Path(folder)
     if not directory.is_dir():
         raise SpecError(f"{directory}: spec folder does not exist")
+    return sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+
+
+def check_specs(files: list[Path]) -> tuple[list[DatasetSpec], list[SpecError]]:
+    """Load every file; return the good specs (sorted by name) and one error per bad file, never stopping early."""
     specs: dict[str, DatasetSpec] = {}
-    for file in sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")]):
-        spec = load_spec(file)
+    errors: list[SpecError] = []
+    for file in files:
+        try:
+            spec = load_spec(file)
+        except SpecError as error:
+            errors.append(error)
+            continue
         if spec.name in specs:
-            raise SpecError(f"{file}: name: {spec.name!r} is already defined by {specs[spec.name].spec_path.name}")
+            errors.append(SpecError(f"{file}: name: {spec.name!r} is already defined by {specs[spec.name].spec_path}"))
+            continue
         specs[spec.name] = spec
-    return [specs[name] for name in sorted(specs)]
+    return [specs[name] for name in sorted(specs)], errors
+
+
+def load_specs(folder: str | os.PathLike[str]) -> list[DatasetSpec]:
+    """Every spec of a folder, sorted by name; the first bad file raises SpecError."""
+    specs, errors = check_specs(spec_files(folder))
+    if errors:
+        raise errors[0]
+    return specs
 
 
 def _parse_source(section: Section, spec_dir: Path) -> SourceSpec:
@@ -170,7 +198,7 @@ def _parse_source(section: Section, spec_dir: Path) -> SourceSpec:
     path = section.take("path", optional(path_in(spec_dir)), None)
     default_labels = "subfolders" if kind == "generated" else ("dataset.json" if kind == "cifar10" else "auto")
     labels = section.take("labels", one_of(LABEL_SOURCES), default_labels)
-    num_classes = section.take("num_classes", optional(integer(1)), None)
+    num_classes = section.take("num_classes", optional(integer(1, MAX_CLASSES)), None)
     generator_value = section.take("generator", lambda v: v, None)
     section.finish()
     if kind != "generated" and path is None:
@@ -191,7 +219,11 @@ def _parse_source(section: Section, spec_dir: Path) -> SourceSpec:
 def _parse_generator(section: Section) -> ShapesSettings:
     section.take("name", one_of(GENERATORS), "shapes")
     defaults = ShapesSettings()
-    settings = {f.name: section.take(f.name, integer(0), getattr(defaults, f.name)) for f in fields(ShapesSettings)}
+    bounds = {"count": (1, MAX_GENERATED_IMAGES), "size": (16, MAX_GENERATED_SIZE), "seed": (0, 2**32 - 1)}
+    settings = {
+        f.name: section.take(f.name, integer(*bounds.get(f.name, (0, None))), getattr(defaults, f.name))
+        for f in fields(ShapesSettings)
+    }
     section.finish()
     try:
         return ShapesSettings(**settings)
@@ -208,8 +240,8 @@ def _parse_ingest(top: Section, source: SourceSpec) -> IngestOptions:
         "channels": top.take("channels", one_of(CHANNEL_POLICIES, {"gray": "grey"}), defaults.channels),
         "background": top.take("background", colour, defaults.background),
         "on_error": top.take("on_error", one_of(ON_ERROR), defaults.on_error),
-        "max_images": top.take("max_images", optional(integer(1)), defaults.max_images),
-        "max_pixels": top.take("max_pixels", integer(1), defaults.max_pixels),
+        "max_images": top.take("max_images", optional(integer(1, 10**9)), defaults.max_images),
+        "max_pixels": top.take("max_pixels", integer(1, 2**34), defaults.max_pixels),
     }
     return IngestOptions(labels=source.labels, num_classes=source.num_classes, **values)
 
@@ -241,11 +273,15 @@ def _parse_configs(top: Section, resolutions: tuple[int, ...], source: SourceSpe
 def _parse_config(
     file: Path, where: str, name: str, body: Any, resolutions: tuple[int, ...], source: SourceSpec
 ) -> TrainingConfigSpec:
-    from stylegan_core.config import OVERRIDE_KEYS, SPECIAL_OVERRIDE_KEYS, TrainOptions, normalize_override_key
+    """One training config: every value is parsed now, and the whole config resolved at every resolution, so a
+    mistake is reported here, naming the YAML key, and not by the training run."""
+    from stylegan_core.config import TrainOptions
+    from stylegan_core.options import OVERRIDE_KEYS, SPECIAL_OVERRIDE_KEYS, OptionError, normalize_override_key
     from stylegan_core.presets import PRESET_NAMES, resolve_options
 
-    keys = ("preset", *OVERRIDE_KEYS, *SPECIAL_OVERRIDE_KEYS)
-    section = Section(file, where, {} if body is None else body, keys)
+    allowed = tuple(key for key in (*OVERRIDE_KEYS, *SPECIAL_OVERRIDE_KEYS) if key not in _RESERVED_OVERRIDES)
+    keys = ("preset", *allowed)
+    section = Section(file, where, {} if body is None else body, keys, _CONFIG_ALIASES)
     overrides: dict[str, object] = {}
     for raw_key in list(section.data):
         key = normalize_override_key(str(raw_key))
@@ -259,6 +295,8 @@ def _parse_config(
     for resolution in resolutions:
         try:
             options = resolve_options(preset, resolution, 1, overrides, source=f"{file}: {where}")
+        except OptionError as error:
+            raise section.error(error.key, error.message(lambda key: key)) from None
         except ValueError as error:
             message = str(error)
             raise SpecError(message if message.startswith(str(file)) else f"{file}: {where}: {message}") from None
@@ -272,7 +310,7 @@ def _parse_schedule(
 ) -> ScheduleSpec:
     section = Section(file, "schedule", {"cron": value} if isinstance(value, str) else value, _SCHEDULE_KEYS)
     cron = section.take("cron", cron_expression)
-    timezone = section.take("timezone", string, "UTC")
+    timezone = section.take("timezone", timezone_name, "UTC")
     chosen = section.take("configs", optional(names_from(tuple(configs))), None)
     chosen_resolutions = section.take("resolutions", optional(subset_of(resolutions)), None)
     section.finish()
