@@ -7,7 +7,7 @@ export DAGSTER_HOME := $(CURDIR)/.dagster_home
 export DAGSTER_DISABLE_TELEMETRY := 1
 export GX_ANALYTICS_ENABLED := false
 
-.PHONY: install test test-fast demo ui ui-check lint clean
+.PHONY: install test test-fast demo ui ui-check lint clean cuda-build-check
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -47,5 +47,20 @@ ui-check: install
 lint: install
 	$(VENV)/bin/ruff check stylegan_core dagster_project tests benchmarks
 
+# Build the compiled CUDA ops against a CUDA torch in a separate virtualenv (a ~5 GB download; not part of `test`).
+# Works without a GPU: it compiles for CUDA_ARCH. CUDA_VENV may point outside the repository (e.g. a scratch disk).
+CUDA_VENV ?= .cuda-build-check/venv
+CUDA_TORCH_SPEC ?= torch==2.14.1
+CUDA_ARCH ?= 9.0
+# torch guesses CUDA_HOME from the nvcc on PATH, which is wrong when that nvcc is a wrapper script (as in /usr/local/bin).
+CUDA_HOME ?= $(firstword $(wildcard /usr/local/cuda))
+cuda-build-check:
+	test -x $(CUDA_VENV)/bin/python || $(PYTHON) -m venv $(CUDA_VENV)
+	$(CUDA_VENV)/bin/python -c "import torch, numpy, ninja" 2>/dev/null || \
+		$(CUDA_VENV)/bin/python -m pip install -q "$(CUDA_TORCH_SPEC)" numpy ninja
+	PATH="$(abspath $(CUDA_VENV))/bin:$$PATH" PYTHONPATH="$(CURDIR)" CUDA_HOME="$(CUDA_HOME)" \
+		TORCH_CUDA_ARCH_LIST="$${TORCH_CUDA_ARCH_LIST:-$(CUDA_ARCH)}" \
+		nice -n 10 $(CUDA_VENV)/bin/python scripts/cuda_build_check.py $(CUDA_CHECK_ARGS)
+
 clean:
-	rm -rf $(VENV) .dagster_home artifacts .pytest_cache
+	rm -rf $(VENV) .dagster_home artifacts .pytest_cache .cuda-build-check

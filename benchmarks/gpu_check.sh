@@ -1,84 +1,111 @@
 #!/usr/bin/env bash
-# One prepared check of the compiled CUDA ops on a GPU machine, in about 5-8 minutes:
-#   1. environment (GPU, torch, nvcc, ninja)      -> $OUT_DIR/env.txt
-#   2. build the extension once, timed            -> $OUT_DIR/build.log
-#   3. the ops' tests: GPU parity + CPU plumbing  -> $OUT_DIR/pytest.log
-#   4. ops/s of reference vs CUDA                 -> $OUT_DIR/bench.log
-#   5. TRAINING HOOK (see below)                  -> $OUT_DIR/train_hook.log
-#   6. a results section with the card's name, appended to benchmarks/RESULTS.md and copied to $OUT_DIR.
-# Usage, from anywhere:  bash benchmarks/gpu_check.sh
+# The whole-system GPU acceptance run, one call, about 6-8 minutes on one GPU, no network, no Dagster or GX:
+#   1. stylegan doctor (versions, GPUs, compiled-ops build + time, ops parity, fp16 vs fp32, NCCL) -> doctor.log
+#   2. the ops' GPU tests (compiled vs reference parity, build plumbing)                             -> ops_tests.log
+#   3. the networks' GPU tests (fp16, channels_last, NVIDIA's fp16 parity on the GPU)                -> net_tests.log
+#   4. ops/s of reference vs compiled ops                                                             -> ops_bench.log
+#   5. train_bench.py at 256 px, cfg auto, batch 16, fp16, one GPU: --impl cuda, then --impl ref     -> train_*.json
+#   6. a section under the card's name appended to benchmarks/RESULTS.md (and copied to $OUT_DIR)
+# Usage, from anywhere:  bash benchmarks/gpu_check.sh [--dry-run]
+# --dry-run (or GPU_CHECK_DRY=1) runs every step that needs no GPU: the doctor, the test selections (collected, not
+# run), a 16 px CPU train_bench, and the results section, written to $OUT_DIR only. Every Python step runs through
+# benchmarks/isolated.py, which makes Dagster and Great Expectations unimportable.
 # $OUT_DIR is $OUT when set (the workplace's device tool brings that folder back), else a new temporary folder.
-# Nothing is downloaded: torch, numpy, pytest and ninja must already be installed (they are on the lent machines).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+DRY="${GPU_CHECK_DRY:-0}"
+[ "${1:-}" = "--dry-run" ] && DRY=1
 OUT_DIR="${OUT:-$(mktemp -d -t gpu_check.XXXXXX)}"
 mkdir -p "$OUT_DIR"
 PY="${PYTHON:-python3}"
-export PYTHONUNBUFFERED=1
+RUN=("$PY" benchmarks/isolated.py)
+export PYTHONUNBUFFERED=1 PYTEST_DISABLE_PLUGIN_AUTOLOAD=1
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
 # torch finds ninja on PATH: the one pip installed beside this Python counts too.
 export PATH="$(dirname "$("$PY" -c 'import sys; print(sys.executable)')"):$PATH"
 [ -z "${CUDA_HOME:-}" ] && [ -x /usr/local/cuda/bin/nvcc ] && export CUDA_HOME=/usr/local/cuda
 export TORCH_EXTENSIONS_DIR="${TORCH_EXTENSIONS_DIR:-/tmp/stylegan_torch_extensions}"
 status=0
+declare -A RC
 
-echo "== 1. environment"
-{
-  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv,noheader
-  "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda, 'gpu',
-torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)"
-  command -v nvcc >/dev/null && nvcc --version | tail -2
-  echo "ninja $(ninja --version 2>/dev/null || echo MISSING)  gcc $(gcc -dumpfullversion 2>/dev/null)  nproc $(nproc)"
-  "$PY" -c "import numpy, pytest" 2>&1 || echo "MISSING python packages: carry wheels (see the device README)"
-} 2>&1 | tee "$OUT_DIR/env.txt"
-CARD="$("$PY" -c 'import torch; print(torch.cuda.get_device_name(0))' 2>/dev/null || echo unknown GPU)"
+step() {  # step NAME TIMEOUT LOGFILE COMMAND...: run, tee, remember the exit code
+  local name="$1" limit="$2" log="$3"
+  shift 3
+  echo "== $name"
+  timeout "$limit" "$@" 2>&1 | tee "$OUT_DIR/$log"
+  RC[$name]=${PIPESTATUS[0]}
+  [ "${RC[$name]}" -ne 0 ] && status=1
+  return 0
+}
 
-echo "== 2. build"
-timeout 240 "$PY" - <<'EOF' 2>&1 | tee "$OUT_DIR/build.log"
-import time
-t = time.time()
-from stylegan_core.ops.cuda import load_extension
-from stylegan_core.ops.cuda.build import cache_root
-module = load_extension()
-print(f"built and loaded {module.__name__} in {time.time() - t:.1f} s under {cache_root()}")
-EOF
-build_rc=${PIPESTATUS[0]}
-[ "$build_rc" -ne 0 ] && status=1
+CARD="$("$PY" -c 'import torch; print(torch.cuda.get_device_name(0))' 2>/dev/null || echo 'no GPU')"
+PYTEST=(-m pytest -p no:cacheprovider -q -rfE)
+OPS_TESTS=(tests/test_ops_cuda.py tests/test_ops_cuda_host.py tests/test_ops_cuda_build.py)
+NET_TESTS=(tests/test_networks_fp16.py tests/test_networks_shapes.py -m gpu)
 
-echo "== 3. tests"
-timeout 200 "$PY" -m pytest -p no:cacheprovider -q -rfE \
-  tests/test_ops_cuda.py tests/test_ops_cuda_host.py tests/test_ops_cuda_build.py 2>&1 | tee "$OUT_DIR/pytest.log"
-test_rc=${PIPESTATUS[0]}
-[ "$test_rc" -ne 0 ] && status=1
-TEST_SUMMARY="$(tail -1 "$OUT_DIR/pytest.log")"
-
-echo "== 4. benchmark"
-SECTION="$OUT_DIR/results_section.md"
-: > "$SECTION"
-timeout 150 "$PY" benchmarks/ops_gpu.py --reps 20 --markdown "$SECTION" 2>&1 | tee "$OUT_DIR/bench.log"
-[ "${PIPESTATUS[0]}" -ne 0 ] && status=1
-
-echo "== 5. training hook"
-# ---- TRAINING HOOK ---------------------------------------------------------------------------------------------
-# The sec/kimg of a 256 px `auto` training on one GPU with each impl (STYLEGAN_OPS_IMPL=ref, then =cuda) belongs
-# here, from the training engineer's benchmark script once it exists. Until then this only checks that the CLI
-# resolves such a run, and only when the CLI is present.
-if [ -f stylegan_core/cli/train.py ]; then
-  timeout 60 "$PY" -m stylegan_core.cli train --outdir /tmp/stylegan_gpu_check_run \
-    --data tests/fixtures/reference/ada_dataset_32.zip --cfg auto --dry-run 2>&1 | tail -40 | tee "$OUT_DIR/train_hook.log"
+step doctor 300 doctor.log "${RUN[@]}" -m stylegan_core.cli doctor
+if [ "$DRY" = 1 ]; then
+  # A test run here would only skip: check that the selections resolve instead.
+  step ops_tests 120 ops_tests.log "${RUN[@]}" "${PYTEST[@]}" --collect-only "${OPS_TESTS[@]}"
+  step net_tests 120 net_tests.log "${RUN[@]}" "${PYTEST[@]}" --collect-only "${NET_TESTS[@]}"
+  step ops_bench 60 ops_bench.log "$PY" -c "import ast; ast.parse(open('benchmarks/ops_gpu.py').read())"
+  TRAIN_ARGS=(--resolution 16 --cbase 256 --cmax 32 --map 2 --batch 4 --kimg 0.008 --tick 0.004 --device cpu --threads 1)
+  IMPLS=(ref)
+  TRAIN_LIMIT=300  # a shared CPU can be slow; the GPU runs below have 150 s each
+  RESULTS="$OUT_DIR/RESULTS.dry.md"
 else
-  echo "no stylegan_core/cli/train.py: hook skipped" | tee "$OUT_DIR/train_hook.log"
+  step ops_tests 200 ops_tests.log "${RUN[@]}" "${PYTEST[@]}" "${OPS_TESTS[@]}"
+  step net_tests 120 net_tests.log "${RUN[@]}" "${PYTEST[@]}" "${NET_TESTS[@]}"
+  step ops_bench 90 ops_bench.log "${RUN[@]}" benchmarks/ops_gpu.py --reps 10 --markdown "$OUT_DIR/ops_section.md"
+  TRAIN_ARGS=(--resolution 256 --cfg auto --batch 16 --kimg 3 --tick 0.5 --device cuda)
+  IMPLS=(cuda ref)
+  TRAIN_LIMIT=150
+  RESULTS=benchmarks/RESULTS.md
 fi
-# ---- END TRAINING HOOK -----------------------------------------------------------------------------------------
+for impl in "${IMPLS[@]}"; do
+  step "train_$impl" "$TRAIN_LIMIT" "train_$impl.log" "${RUN[@]}" benchmarks/train_bench.py "${TRAIN_ARGS[@]}" --impl "$impl"
+  sed -n '/^{/,/^}/p' "$OUT_DIR/train_$impl.log" > "$OUT_DIR/train_$impl.json"
+done
 
-echo "== 6. record"
-{
-  echo
-  echo "### CUDA ops check — $CARD ($(date -u +%Y-%m-%d))"
-  echo
-  echo "\`benchmarks/gpu_check.sh\`: build exit code $build_rc ($(grep -o 'in [0-9.]* s' "$OUT_DIR/build.log" || echo 'no timing')); tests: $TEST_SUMMARY"
-  cat "$SECTION"
-} > "$SECTION.tmp" && mv "$SECTION.tmp" "$SECTION"
-cat "$SECTION" >> benchmarks/RESULTS.md
+echo "== record"
+SECTION="$OUT_DIR/results_section.md"
+"$PY" - "$OUT_DIR" "$CARD" "$DRY" "${IMPLS[@]}" > "$SECTION" <<'EOF'
+import json, pathlib, re, sys, time
+out, card, dry, impls = pathlib.Path(sys.argv[1]), sys.argv[2], sys.argv[3] == "1", sys.argv[4:]
+def tail(name, pattern):
+    text = (out / name).read_text(errors="replace") if (out / name).exists() else ""
+    found = [line for line in text.splitlines() if re.search(pattern, line)]
+    return found[-1].strip() if found else "(no output)"
+print(f"\n### GPU acceptance run{' (DRY RUN, no GPU)' if dry else ''} — {card} ({time.strftime('%Y-%m-%d', time.gmtime())})\n")
+print("`bash benchmarks/gpu_check.sh`" + (" --dry-run" if dry else "") + ":\n")
+verdict, ops = tail("doctor.log", r"^doctor:"), tail("doctor.log", r"\] ops:")
+print(f"- doctor: {verdict}; {ops}")
+for line in ("nvcc", "gpu0", "ops parity", "fp16 cuda", "nccl"):
+    found = tail("doctor.log", r"\] " + line + ":")
+    if found != "(no output)":
+        print(f"  - {found}")
+SUMMARY = r"passed|failed|error|collected|tests? "
+print("- ops GPU tests: " + tail("ops_tests.log", SUMMARY))
+print("- networks GPU tests: " + tail("net_tests.log", SUMMARY))
+rows = []
+for impl in impls:
+    try:
+        result = json.loads((out / f"train_{impl}.json").read_text())
+    except (OSError, ValueError):
+        rows.append(f"| {impl} | failed (see train_{impl}.log) | | | |")
+        continue
+    c = result["config"]
+    rows.append(f"| {impl} | {result['sec_per_kimg']} | {result['peak_gpu_gb']} | {result['peak_rss_gb']} | "
+                f"{c['resolution']} px {c['cfg']} batch {c['batch']} fp16 res {c['num_fp16_res']} {c['device']} |")
+print("\n| impl | sec/kimg (steady) | peak GPU GiB | peak RSS GiB | run |\n|---|---|---|---|---|")
+print("\n".join(rows))
+if len(impls) == 2 and not rows[0].count("failed") and not rows[1].count("failed"):
+    a, b = (json.loads((out / f"train_{i}.json").read_text())["sec_per_kimg"] for i in impls)
+    print(f"\nref / cuda sec/kimg ratio: {b / a:.2f}")
+if (out / "ops_section.md").exists():
+    print((out / "ops_section.md").read_text())
+EOF
+cat "$SECTION" >> "$RESULTS"
 cat "$SECTION"
+for name in "${!RC[@]}"; do echo "exit code $name: ${RC[$name]}"; done | sort
 exit $status

@@ -262,7 +262,10 @@ def launch_training(
     result = invocation.get_materialize_result()
     snapshot = str(result.metadata["snapshot"].value)
     record_current_run(run_root, plan.run_dir, snapshot)
-    extra = {"mode": plan.mode, "dataset_content_hash": facts.content_hash, "preset": preset}
+    from stylegan_core.cli.doctor import machine_summary  # `stylegan doctor`'s quick findings (no build, no GPU test)
+
+    extra = {"mode": plan.mode, "dataset_content_hash": facts.content_hash, "preset": preset,
+             "machine": dg.MetadataValue.json(machine_summary())}  # fmt: skip
     return dg.MaterializeResult(metadata={**result.metadata, **extra}, data_version=result.data_version)
 
 

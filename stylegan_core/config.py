@@ -36,7 +36,7 @@ class NetworkConfig:
     channel_max: int = 512
     """Upper bound on feature maps per layer (`--cmax`)."""
     num_fp16_res: int = 4
-    """Run the N highest-resolution blocks in float16 (CUDA only; CPU always runs float32)."""
+    """Run the N highest-resolution blocks in float16 (a CPU run resolves it to 0 unless `fp16_on_cpu`)."""
     conv_clamp: int | None = 256
     """Clamp pre-activations to +-conv_clamp (protects float16 from overflow); None disables."""
     g_architecture: GArchitecture = "skip"
@@ -53,6 +53,9 @@ class NetworkConfig:
     """Use channels_last memory format inside float16 blocks (`--nhwc`)."""
     cmap_dim: int | None = None
     """Dimension of D's conditioning projection; None = channels at 4x4."""
+    fp16_on_cpu: bool = False
+    """Keep the float16 blocks when training on the CPU (slow; to test NVIDIA's mixed-precision path without a GPU).
+    Without it a CPU run resolves `num_fp16_res` to 0 (`presets.resolve_precision`); training_options.json says so."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -119,6 +119,7 @@ def resolve_options(
     gpus: int = 1,
     overrides: Mapping[str, object] | None = None,
     source: str = "overrides",
+    device: str | None = None,
 ) -> TrainOptions:
     """Preset → options → overrides, with NVIDIA's coupled rules, then validated.
 
@@ -127,6 +128,8 @@ def resolve_options(
     `aug: fixed` (and is required there; with `aug: ada` it is the initial p, our extension), `target` with
     `aug: ada`, and `augpipe` not with `aug: noaug`.
     Bad values raise `OptionError` naming the option (the caller spells it as a flag or a YAML key).
+    With ``device`` (``"cuda"`` or ``"cpu"``, the device the run will train on) the precision policy
+    ``resolve_precision`` applies too.
     """
     overrides = {normalize_override_key(k): v for k, v in (overrides or {}).items()}
     options = apply_overrides(options_from_preset(preset, resolution, gpus), overrides, source)
@@ -137,6 +140,8 @@ def resolve_options(
         options = dataclasses.replace(options, ada=dataclasses.replace(options.ada, kimg=100.0))
     if options.loop.resume and "ema_rampup" not in overrides:
         options = dataclasses.replace(options, loop=dataclasses.replace(options.loop, ema_rampup=None))
+    if device is not None:
+        options = resolve_precision(options, device)
     validate_options(options, gpus)
     return options
 
@@ -163,6 +168,23 @@ def preset_fields() -> frozenset[tuple[str, str]]:
             found |= {(s, f) for s, values in plain.items() if isinstance(values, dict) for f in values
                       if values[f] != base[s][f]}  # fmt: skip
     return frozenset(found)
+
+
+def resolve_precision(options: TrainOptions, device: str) -> TrainOptions:
+    """Our one deviation from NVIDIA's option handling: a CPU run trains in float32 unless `fp16_on_cpu` is set.
+
+    The networks themselves follow NVIDIA and run their float16 blocks on any device; on the CPU that is about ten
+    times slower than float32 (benchmarks/RESULTS.md) and no closer to a GPU run, so training there drops to
+    ``num_fp16_res = 0``. ``conv_clamp`` stays, so the numbers equal those of the float16 network with
+    ``force_fp32=True``. Idempotent; the result is what training_options.json records.
+    """
+    device_type = device.split(":")[0]
+    if device_type not in ("cpu", "cuda"):
+        raise ValueError(f"device must be 'cpu' or 'cuda', got {device!r}")
+    network = options.network
+    if device_type == "cuda" or network.fp16_on_cpu or network.num_fp16_res == 0:
+        return options
+    return dataclasses.replace(options, network=dataclasses.replace(network, num_fp16_res=0))
 
 
 def batch_geometry(options: TrainOptions, world_size: int) -> tuple[int, int]:
@@ -212,5 +234,6 @@ __all__ = [
     "options_from_preset",
     "preset_fields",
     "resolve_options",
+    "resolve_precision",
     "validate_options",
 ]

@@ -58,6 +58,7 @@ def test_tiny_chain_materialises_with_passing_checks(chain) -> None:
     network = materialization(result, "shapes/network").metadata
     snapshot = Path(network["snapshot"].value)
     assert network["kimg"].value >= 0.016 and snapshot.is_file() and network["mode"].value == "new"
+    assert network["machine"].value["torch"].startswith("ok: torch ")  # the doctor summary of the training machine
     assert 0 <= network["augment_p"].value <= 1 and network["sec_per_kimg"].value > 0
     assert math.isfinite(network["Loss/G/loss"].value) and math.isfinite(network["Loss/D/loss"].value)
     metrics = materialization(result, "shapes/metrics")

@@ -102,6 +102,29 @@ def test_grey_center_crop_and_channel_policies(tmp_path: Path) -> None:
     assert rgb.channels == 3 and read_zip_images(rgb.zip_path)[0].shape == (16, 16, 3)
 
 
+def test_auto_channels_with_grey_colour_and_bad_files_mixed(tmp_path: Path) -> None:
+    # The header scan stops at the first colour image; bad files before it are found by the scan, those after it
+    # when decoded, and both are reported alike.
+    source = tmp_path / "src"
+    save(gradient(16, 16, channels=1), source / "a.png")
+    (source / "b.png").write_bytes(b"not an image")
+    save(gradient(16, 16), source / "c.png")
+    save(gradient(16, 16, channels=1, seed=2), source / "d.png")
+    (source / "e.png").write_bytes(b"not an image either")
+    result = prepare_dataset(source, tmp_path / "d.zip", 16, IngestOptions(labels="none", on_error="skip"))
+    assert result.channels == 3 and result.count == 3
+    assert sorted(Path(entry.path).name for entry in result.skipped) == ["b.png", "e.png"]
+    assert all("not an image" in entry.reason for entry in result.skipped)
+    assert list(read_manifest(result.manifest_path)["source_path"]) == ["a.png", "c.png", "d.png"]
+    images = read_zip_images(result.zip_path)
+    assert images[0].shape == (16, 16, 3)
+    np.testing.assert_array_equal(images[0], np.repeat(gradient(16, 16, channels=1)[..., None], 3, axis=2))
+    (source / "b.png").unlink()  # now only e.png, after the scan's stop, is bad: on_error=fail still stops on it
+    with pytest.raises(DatasetError, match="e.png: not an image"):
+        prepare_dataset(source, tmp_path / "out" / "fail.zip", 16, IngestOptions(labels="none"))
+    assert list((tmp_path / "out").iterdir()) == []
+
+
 def test_transforms_and_filters_follow_pillow(tmp_path: Path) -> None:
     wide = gradient(64, 60)
     save(wide, tmp_path / "src" / "wide.png")

@@ -172,6 +172,8 @@ def test_provenance_torchmetrics_doctest_numbers(reference_dir: Path, monkeypatc
     # FID on the 64-d stem features with torchmetrics' unbiased covariance (n / (n - 1) times ours).
     (mu_a, sigma_a), (mu_b, sigma_b) = (feature_statistics(p.numpy()) for p in pooled)
     fid64 = frechet_distance(mu_a, sigma_a * 100 / 99, mu_b, sigma_b * 100 / 99)
+    # Golden values as torchmetrics' doctest prints them. Measured: FID64 12.6388189 (default kernels) / 12.6388194
+    # (avx512), KID 0.0311703 +- 0.0024747 on both; the kernels move them ~4e-8 relative, far inside these margins.
     assert fid64 == pytest.approx(12.6388, abs=1e-3)
     kid = np.array([polynomial_mmd2(features_a[i].numpy(), features_b[j].numpy()) for i, j in subsets])
-    assert round(kid.mean(), 4) == 0.0312 and round(kid.std(), 4) == 0.0025
+    assert abs(kid.mean() - 0.0312) <= 5e-5 and abs(kid.std() - 0.0025) <= 5e-5  # the printed 4 decimals

@@ -199,21 +199,6 @@ def test_build_from_network_config() -> None:
     assert D(images, torch.eye(3)[:2]).shape == (2, 1)
 
 
-def test_fp16_blocks_run_float32_on_cpu() -> None:
-    torch.manual_seed(0)
-    G16 = tiny_generator(16, num_fp16_res=2).eval()
-    G32 = tiny_generator(16, num_fp16_res=0).eval()
-    G32.load_state_dict(G16.state_dict())
-    ws = G16.mapping(*inputs(2, 0)).detach()
-    with torch.no_grad():
-        img = G16.synthesis(ws, noise_mode="const")
-        assert img.dtype == torch.float32
-        assert torch.equal(img, G32.synthesis(ws, noise_mode="const"))
-        assert torch.equal(img, G16.synthesis(ws, noise_mode="const", force_fp32=True))
-    D = tiny_discriminator(16, num_fp16_res=2)
-    assert D.b16.use_fp16 and D(img, torch.zeros([2, 0])).dtype == torch.float32
-
-
 def test_minibatch_std_groups() -> None:
     torch.manual_seed(0)
     D = tiny_discriminator(16, epilogue_kwargs=dict(mbstd_group_size=2))

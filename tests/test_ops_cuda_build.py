@@ -122,6 +122,11 @@ def test_diagnosis_names_each_missing_piece(monkeypatch: pytest.MonkeyPatch) -> 
         build.diagnose_environment()
     assert "CUDA_HOME" in raised.value.fix
     monkeypatch.setattr(build, "_find_nvcc", lambda: "/opt/cuda/bin/nvcc")
+    monkeypatch.setattr(build, "_toolkit_problem", lambda: "CUDA_HOME=/usr/local is not a CUDA toolkit")
+    with pytest.raises(CudaOpsUnavailable, match="CUDA_HOME=/usr/local is not") as raised:
+        build.diagnose_environment()
+    assert "set CUDA_HOME to the CUDA toolkit folder" in raised.value.fix
+    monkeypatch.setattr(build, "_toolkit_problem", lambda: None)
     monkeypatch.setattr(build, "_nvcc_version", lambda nvcc: "12.4")
     with pytest.raises(CudaOpsUnavailable, match="nvcc 12.4 .* does not match the CUDA 13.0"):
         build.diagnose_environment()
@@ -129,8 +134,29 @@ def test_diagnosis_names_each_missing_piece(monkeypatch: pytest.MonkeyPatch) -> 
     assert build.diagnose_environment() == "13.0"
 
 
+def test_build_check_needs_the_toolchain_but_no_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    import torch.utils.cpp_extension as cpp_extension
+
+    monkeypatch.setattr(torch.version, "cuda", "13.0")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(cpp_extension, "is_ninja_available", lambda: True)
+    monkeypatch.setattr(build, "_find_nvcc", lambda: "/opt/cuda/bin/nvcc")
+    monkeypatch.setattr(build, "_nvcc_version", lambda nvcc: "13.0")
+    monkeypatch.setattr(build, "_toolkit_problem", lambda: None)
+    assert build.diagnose_environment(require_gpu=False) == "13.0"
+    monkeypatch.delenv("TORCH_CUDA_ARCH_LIST", raising=False)
+    with pytest.raises(CudaOpsUnavailable, match="no GPU is visible") as raised:
+        build.gpu_arch_list()
+    assert "TORCH_CUDA_ARCH_LIST" in raised.value.fix
+    monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "9.0")
+    assert build.gpu_arch_list() == "9.0"
+    complete = type("Module", (), {"bias_act": staticmethod(len), "upfirdn2d": staticmethod(len)})
+    assert build.missing_entry_points(complete) == []
+    assert build.missing_entry_points(type("Module", (), {"bias_act": staticmethod(len)})) == ["upfirdn2d"]
+
+
 def _pass_diagnosis(monkeypatch: pytest.MonkeyPatch, root: Path) -> None:
-    monkeypatch.setattr(build, "diagnose_environment", lambda: "13.0")
+    monkeypatch.setattr(build, "diagnose_environment", lambda require_gpu=True: "13.0")
     monkeypatch.setenv("TORCH_CUDA_ARCH_LIST", "9.0")
     monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(root))
 
@@ -165,6 +191,20 @@ def test_build_outcome_is_cached_per_process(monkeypatch: pytest.MonkeyPatch) ->
         with pytest.raises(CudaOpsUnavailable, match="ninja"):
             build.load_extension()
     assert calls == [1]
+
+
+def test_toolkit_problem_names_a_cuda_home_without_headers(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import torch.utils.cpp_extension as cpp_extension
+
+    monkeypatch.setattr(cpp_extension, "CUDA_HOME", str(tmp_path))  # a folder with bin/nvcc only, like /usr/local
+    assert "is not a CUDA toolkit" in build._toolkit_problem()
+    (tmp_path / "include").mkdir()
+    (tmp_path / "include" / "cuda_runtime.h").write_text("")
+    assert build._toolkit_problem() is None
+    monkeypatch.setattr(cpp_extension, "CUDA_HOME", None)
+    assert "no CUDA toolkit" in build._toolkit_problem()
+    log = "[3/4] c++ sg_ops.o -o x.so\n/usr/bin/ld: cannot find -lcudart: No such file or directory\ncollect2: error"
+    assert "cannot find -lcudart" in summarize_build_log(log)
 
 
 def test_summarize_build_log_keeps_distinct_compiler_errors() -> None:

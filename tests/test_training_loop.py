@@ -75,6 +75,9 @@ def test_tiny_run_writes_nvidia_files_and_pins_first_losses(dataset, tmp_path):
         sum(line.startswith("tick ") for line in log.splitlines()) == 4 and "sec/kimg" in log and "augment 0.000" in log
     )
     first = {name: lines[0][name]["mean"] for name in GOLDEN_FIRST_TICK}
+    # Not bit-exact across CPUs (seeded init and kernels depend on the ISA): each loss moved <= 1.5e-6 relative over
+    # ATEN_CPU_CAPABILITY default/avx2/avx512 x 1/4 threads (benchmarks/cpu_spread.py, family "training"). Each is
+    # a mean of positive terms (no cancellation), so a relative bound ~70x above that is a scale-aware one.
     assert first == pytest.approx(GOLDEN_FIRST_TICK, rel=1e-4)
 
 

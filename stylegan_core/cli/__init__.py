@@ -1,27 +1,58 @@
 """The `stylegan` command line: `stylegan <command> ...` (also `python -m stylegan_core.cli`).
 
-Each sub-command lives in its own module with `register(subparsers)`; this module only assembles them and applies
-the exit-code convention of `stylegan_core.errors`: 0 success, 1 bad input (one line, no traceback), 2 usage;
-`--debug` (anywhere on the command line) prints the traceback of an input error as well.
+Each sub-command lives in its own module with `register(subparsers)`; this module only assembles them. Only the
+chosen command's module is imported (the others appear in `--help` from the table below), so `stylegan dataset
+prepare` starts without importing torch. Exit codes follow `stylegan_core.errors`: 0 success, 1 bad input (one
+line, no traceback), 2 usage; `--debug` (anywhere on the command line) prints the traceback of an input error too.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from collections.abc import Sequence
 
+# Command name, its module, its line in `stylegan --help` (a test checks these equal the modules' own help texts).
+COMMANDS: tuple[tuple[str, str, str], ...] = (
+    ("train", "stylegan_core.cli.train", "train a StyleGAN2-ADA model"),
+    ("dataset", "stylegan_core.cli.dataset", "prepare and validate datasets"),
+    ("generate", "stylegan_core.cli.generate", "generate images for given seeds from a snapshot"),
+    (
+        "style-mixing",
+        "stylegan_core.cli.style_mixing",
+        "style-mixing matrix: row seeds with some styles taken from column seeds",
+    ),
+    ("video", "stylegan_core.cli.video", "latent interpolation video through seeds (MP4, else animated WebP/GIF)"),
+    ("metrics", "stylegan_core.cli.metrics", "compute FID/KID of a snapshot"),
+    (
+        "import-nvidia",
+        "stylegan_core.cli.import_nvidia",
+        "convert an NVIDIA StyleGAN2-ADA / StyleGAN3-stylegan2 network pickle to a snapshot",
+    ),
+    ("spec", "stylegan_core.cli.spec", "check dataset spec files"),
+    ("doctor", "stylegan_core.cli.doctor", "check this machine for training"),
+)
 
-def build_parser() -> argparse.ArgumentParser:
-    # Imported here so `stylegan --help` stays importable even while one sub-command's dependencies are broken.
-    from stylegan_core.cli import dataset, generate, import_nvidia, metrics, spec, train
 
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for `argv`: the chosen command in full, every other command as a one-line entry."""
     parser = argparse.ArgumentParser(prog="stylegan", description="StyleGAN2-ADA training, data and metrics tools")
     parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors too")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for module in (train, dataset, generate, metrics, import_nvidia, spec):
-        module.register(subparsers)
+    chosen = _chosen_command(sys.argv[1:] if argv is None else argv)
+    for name, module, summary in COMMANDS:
+        if name == chosen:
+            # Imported here so `stylegan --help` works even while one sub-command's dependencies are broken.
+            importlib.import_module(module).register(subparsers)
+        else:
+            subparsers.add_parser(name, help=summary)
     return parser
+
+
+def _chosen_command(argv: Sequence[str]) -> str | None:
+    # The first word that is not an option; the top-level parser has no options that take a value.
+    return next((word for word in argv if not word.startswith("-")), None)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,7 +60,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
-    args = build_parser().parse_args([arg for arg in argv if arg != "--debug"])
+    argv = [arg for arg in argv if arg != "--debug"]
+    args = build_parser(argv).parse_args(argv)
     return run_reporting(f"stylegan {args.command}", lambda: args.func(args), debug=debug)
 
 

@@ -24,7 +24,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         required=True,
         help="snapshot (.pt), NVIDIA pickle, run directory (its latest snapshot), or latest (newest under ./runs)",
     )
-    parser.add_argument("--seeds", required=True, type=seeds_argument, help="e.g. 0-15 or 1,5,9-12")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--seeds", type=seeds_argument, help="e.g. 0-15 or 1,5,9-12")
+    source.add_argument("--projected-w", type=Path, metavar="NPZ",
+                        help="a projector's projected_w.npz: writes proj00.png, ... to --outdir")  # fmt: skip
     parser.add_argument("--trunc", dest="truncation_psi", type=float, default=DEFAULT_TRUNCATION_PSI,
                         help=f"truncation psi (default {DEFAULT_TRUNCATION_PSI})")  # fmt: skip
     parser.add_argument("--class", dest="class_idx", help="class index or name (conditional networks)")
@@ -78,8 +81,12 @@ def load_network(path: Path, device: torch.device) -> torch.nn.Module:
 def run(args: argparse.Namespace) -> int:
     from stylegan_core.cli.locate import resolve_class, resolve_network
 
+    if args.projected_w is not None and args.outdir is None:
+        raise ValueError("--projected-w writes proj00.png, ... files: give --outdir instead of --grid")
     network = resolve_network(args.network, "--network")
     G = load_network(network, resolve_device(args.device))
+    if args.projected_w is not None:  # ws already carry any class: --class and --trunc do not apply
+        return _run_projected_w(G, args)
     class_idx = resolve_class(args.class_idx, network, G.c_dim)
     options = dict(truncation_psi=args.truncation_psi, class_idx=class_idx, noise_mode=args.noise_mode)
     if args.grid is not None:
@@ -88,4 +95,12 @@ def run(args: argparse.Namespace) -> int:
     else:
         paths = write_seed_images(G, args.seeds, args.outdir, **options)
         print(f"wrote {len(paths)} images to {args.outdir}")
+    return 0
+
+
+def _run_projected_w(G: torch.nn.Module, args: argparse.Namespace) -> int:
+    from stylegan_core.export.projected_w import write_projected_images
+
+    paths = write_projected_images(G, args.projected_w, args.outdir, noise_mode=args.noise_mode)
+    print(f"wrote {len(paths)} images to {args.outdir}")
     return 0

@@ -188,8 +188,11 @@ def run(args: argparse.Namespace) -> int:
     rank = int(os.environ.get("RANK", "0"))
     check_gpus(args.gpus, gpus, "WORLD_SIZE" in os.environ, ["train", *_train_argv()])
     dataset_name, resolution = dataset_summary(overrides["data"])
+    from stylegan_core.training.distributed import default_device
+
+    device = default_device().type  # the device init_distributed will pick: the precision policy depends on it
     try:
-        options = resolve_options(args.cfg, resolution, gpus, overrides, source="stylegan train")
+        options = resolve_options(args.cfg, resolution, gpus, overrides, source="stylegan train", device=device)
     except OptionError as error:
         raise ValueError(error.render(flag_name)) from None
     description = run_description(dataset_name, args.cfg, gpus, options, overrides)

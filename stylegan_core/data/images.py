@@ -76,22 +76,28 @@ def decode(data: bytes, name: str, max_pixels: int) -> PIL.Image.Image:
         _check_pixels(image.width, image.height, name, max_pixels)
         image.load()
         # Phones store portrait photos as landscape pixels plus this tag; NVIDIA's tool ignores it (sideways faces).
-        return PIL.ImageOps.exif_transpose(image)
+        # In place: the usual image without the tag is then not copied.
+        PIL.ImageOps.exif_transpose(image, in_place=True)
+        return image
 
 
 def process_image(data: bytes, name: str, resolution: int, channels: int, options: IngestOptions) -> ProcessedImage:
-    """Source file bytes → the dataset's PNG: decode, convert, crop/resize, encode."""
+    """Source file bytes → the dataset's PNG: decode, convert, crop/resize, encode.
+
+    The image stays a Pillow image throughout (numpy only where alpha is composited or 16-bit grey is scaled):
+    NVIDIA's tool goes Pillow → array → Pillow around every step, which copies the pixels without changing them.
+    """
     image = decode(data, name, options.max_pixels)
     source_size, source_mode = image.size, image.mode
-    array = to_channels(to_standard_mode(image, name), channels, options.background)
-    array = apply_geometry(array, resolution, options, name)
-    png = encode_png(array)
+    image = to_channels(to_standard_mode(image, name), channels, options.background)
+    image = apply_geometry(image, resolution, options, name)
+    png = encode_png(image)
     return ProcessedImage(
         png=png,
         sha256=hashlib.sha256(png).hexdigest(),
-        width=array.shape[1],
-        height=array.shape[0],
-        channels=1 if array.ndim == 2 else array.shape[2],
+        width=image.width,
+        height=image.height,
+        channels=len(image.getbands()),
         source_width=source_size[0],
         source_height=source_size[1],
         source_mode=source_mode,
@@ -120,22 +126,27 @@ def to_standard_mode(image: PIL.Image.Image, name: str) -> PIL.Image.Image:
     raise BadFileError(name, f"unsupported image mode {mode!r} (floating-point and exotic modes are not converted)")
 
 
-def to_channels(image: PIL.Image.Image, channels: int, background: tuple[int, int, int]) -> np.ndarray:
-    """L/LA/RGB/RGBA image → uint8 array [H, W] (1 channel) or [H, W, C] (3 or 4), compositing alpha unless C = 4."""
+def to_channels(image: PIL.Image.Image, channels: int, background: tuple[int, int, int]) -> PIL.Image.Image:
+    """L/LA/RGB/RGBA image → an L, RGB or RGBA image (1, 3 or 4 channels), compositing alpha unless C = 4.
+
+    An image already in the wanted mode is returned as it is (Pillow's convert to the same mode copies).
+    """
+    wanted = _MODE_FOR_CHANNELS.get(channels)
+    if wanted is None:
+        raise ValueError(f"channels must be 1, 3 or 4, got {channels}")
+    if image.mode == wanted:
+        return image
     if channels == 4:
-        return np.asarray(image.convert("RGBA"))
+        return image.convert("RGBA")
     if channels == 3:
         if image.mode in ("LA", "RGBA"):
-            return _composite(np.asarray(image.convert("RGBA")), background)
-        return np.asarray(image.convert("RGB"))
-    if channels == 1:
-        if image.mode == "LA":
-            return _composite(np.asarray(image), (_luma(background),))
-        if image.mode == "RGBA":
-            rgb = _composite(np.asarray(image), background)
-            return np.asarray(PIL.Image.fromarray(rgb, "RGB").convert("L"))
-        return np.asarray(image.convert("L"))
-    raise ValueError(f"channels must be 1, 3 or 4, got {channels}")
+            return PIL.Image.fromarray(_composite(np.asarray(image.convert("RGBA")), background), "RGB")
+        return image.convert("RGB")
+    if image.mode == "LA":
+        return PIL.Image.fromarray(_composite(np.asarray(image), (_luma(background),)), "L")
+    if image.mode == "RGBA":
+        return PIL.Image.fromarray(_composite(np.asarray(image), background), "RGB").convert("L")
+    return image.convert("L")
 
 
 def _composite(colour_and_alpha: np.ndarray, background: tuple[int, ...]) -> np.ndarray:
@@ -152,61 +163,64 @@ def _luma(rgb: tuple[int, int, int]) -> int:
     return int(PIL.Image.new("RGB", (1, 1), tuple(rgb)).convert("L").getpixel((0, 0)))
 
 
-def apply_geometry(array: np.ndarray, resolution: int, options: IngestOptions, name: str) -> np.ndarray:
+def apply_geometry(image: PIL.Image.Image, resolution: int, options: IngestOptions, name: str) -> PIL.Image.Image:
     """NVIDIA's dataset_tool transforms, for any channel count."""
     resample = _FILTERS[options.resize_filter]
     match options.transform:
         case "none":
-            return _resize(array, resolution, resolution, resample)
+            return _resize(image, resolution, resolution, resample)
         case "center-crop":
-            return _center_crop(array, resolution, resample)
+            return _center_crop(image, resolution, resample)
         case "center-crop-wide":
-            return _center_crop_wide(array, resolution, options.wide_aspect, resample, name)
+            return _center_crop_wide(image, resolution, options.wide_aspect, resample, name)
     raise AssertionError(options.transform)
 
 
-def _resize(array: np.ndarray, width: int, height: int, resample: PIL.Image.Resampling) -> np.ndarray:
-    if array.shape[1] == width and array.shape[0] == height:
-        return array
-    image = PIL.Image.fromarray(array, _mode_of(array))
-    return np.asarray(image.resize((width, height), resample))
+def _resize(image: PIL.Image.Image, width: int, height: int, resample: PIL.Image.Resampling) -> PIL.Image.Image:
+    # NVIDIA resizes even at the final size in its crops; Pillow copies then, which leaves the pixels as they are.
+    if image.size == (width, height):
+        return image
+    return image.resize((width, height), resample)
 
 
-def _center_crop(array: np.ndarray, resolution: int, resample: PIL.Image.Resampling) -> np.ndarray:
-    height, width = array.shape[:2]
+def _crop(image: PIL.Image.Image, box: tuple[int, int, int, int]) -> PIL.Image.Image:
+    # Cropped before resizing, never through resize's `box`: that filters in pixels beyond the box's edges.
+    return image if box == (0, 0, *image.size) else image.crop(box)
+
+
+def _center_crop(image: PIL.Image.Image, resolution: int, resample: PIL.Image.Resampling) -> PIL.Image.Image:
+    width, height = image.size
     side = min(height, width)
     top, left = (height - side) // 2, (width - side) // 2
-    crop = array[top : top + side, left : left + side]
-    # NVIDIA always runs the resize here, even at the final size; Pillow returns a copy then, so the pixels agree.
-    return np.asarray(PIL.Image.fromarray(crop, _mode_of(crop)).resize((resolution, resolution), resample))
+    return _resize(_crop(image, (left, top, left + side, top + side)), resolution, resolution, resample)
 
 
 def _center_crop_wide(
-    array: np.ndarray, resolution: int, aspect: tuple[int, int], resample: PIL.Image.Resampling, name: str
-) -> np.ndarray:
+    image: PIL.Image.Image, resolution: int, aspect: tuple[int, int], resample: PIL.Image.Resampling, name: str
+) -> PIL.Image.Image:
     # NVIDIA's rule, quirk included: the number of rows kept is the height the image would have at the output
     # width (round(out_w * h / w)), taken from the unscaled source; images narrower than the output are dropped.
     out_width, out_height = resolution, round(resolution * aspect[1] / aspect[0])
-    height, width = array.shape[:2]
+    width, height = image.size
     rows = int(np.round(out_width * height / width))
     if width < out_width or rows < out_height:
         raise ImageDropped(name, f"{width}x{height} is too small or too wide for center-crop-wide at {resolution}")
-    band = array[(height - rows) // 2 : (height + rows) // 2]
-    band = np.asarray(PIL.Image.fromarray(band, _mode_of(band)).resize((out_width, out_height), resample))
-    canvas = np.zeros((out_width, out_width, *array.shape[2:]), dtype=np.uint8)
-    top = (out_width - out_height) // 2
-    canvas[top : top + out_height] = band
+    band = _crop(image, (0, (height - rows) // 2, width, (height + rows) // 2))
+    band = _resize(band, out_width, out_height, resample)
+    canvas = PIL.Image.new(image.mode, (out_width, out_width), 0)  # black (and transparent for RGBA)
+    canvas.paste(band, (0, (out_width - out_height) // 2))
     return canvas
 
 
-def _mode_of(array: np.ndarray) -> str:
-    return _MODE_FOR_CHANNELS[1 if array.ndim == 2 else array.shape[2]]
+def encode_png(image: PIL.Image.Image) -> bytes:
+    """Uncompressed PNG exactly as NVIDIA's tool writes it (compress_level=0, L/RGB/RGBA).
 
-
-def encode_png(array: np.ndarray) -> bytes:
-    """Uncompressed PNG exactly as NVIDIA's tool writes it (compress_level=0, L/RGB/RGBA)."""
+    Clears `image.info` first: Pillow would carry an ICC profile or a transparency colour from the source into
+    the PNG, which NVIDIA's array round trip drops.
+    """
+    image.info = {}
     buffer = io.BytesIO()
-    PIL.Image.fromarray(array, _mode_of(array)).save(buffer, format="png", compress_level=0, optimize=False)
+    image.save(buffer, format="png", compress_level=0, optimize=False)
     return buffer.getvalue()
 
 

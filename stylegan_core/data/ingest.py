@@ -8,10 +8,12 @@ Both files are written under temporary names and renamed only when everything su
 from __future__ import annotations
 
 import contextlib
+import importlib
 import json
 import os
+import threading
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -100,6 +102,7 @@ def prepare_dataset(
     items, channels, header_skips = _choose_channels(reader, list(listing.items), options, progress)
     context = ProcessContext(reader, resolution, channels, options)
     dest.parent.mkdir(parents=True, exist_ok=True)
+    manifest_writer_loaded = _import_in_background("pandas", "pyarrow.parquet")
     # The zip is renamed last, so a zip next to a stale manifest cannot appear.
     with atomic_outputs(manifest_path, dest) as (manifest_temp, zip_temp):
         outcomes = ordered_map(process_task, context, items, workers, progress, f"ingest {listing.root.name}")
@@ -108,6 +111,7 @@ def prepare_dataset(
         skipped = (*skipped, *header_skips, *process_skips)
         content_hash = hash_entries([(r.path, r.sha256) for r in records] + [(LABELS_FILE, sha256_hex(json_bytes))])
         label_dim = _label_dim(records, listing)
+        manifest_writer_loaded()
         frame = build_manifest_frame(records, label_dim if listing.labelled else None)
         report = {
             "resolution": resolution,
@@ -169,20 +173,26 @@ def _triage(problems: Iterable[BadFileError], on_error: str) -> tuple[SkippedFil
 def _choose_channels(
     reader: SourceReader, items: list[SourceItem], options: IngestOptions, progress: bool
 ) -> tuple[list[SourceItem], int, tuple[SkippedFile, ...]]:
-    """The output channel count; `auto` reads every header first to know whether all sources are grey."""
+    """The output channel count; `auto` reads headers in order until the first colour image (every header only
+    when all are grey). Files not scanned are still checked when they are decoded, with the same messages."""
     if options.channels != "auto":
         return items, options.output_channels(all_sources_grey=False), ()
     # Headers are a few hundred bytes each: one process reads them faster than a pool starts.
     headers = ordered_map(header_task, (reader, options.max_pixels), items, 1, progress, "scan headers")
-    kept, skipped, all_grey = [], [], True
+    kept: list[SourceItem] = []
+    skipped: list[BadFileError] = []
+    all_grey = True
     with contextlib.closing(headers):
         for item, header in zip(items, headers, strict=True):
             if isinstance(header, BadFileError):
                 skipped.append(header)
                 continue
             kept.append(item)
-            all_grey = all_grey and header.is_grey
-    return kept, options.output_channels(all_grey), _triage(skipped, options.on_error)
+            if not header.is_grey:
+                all_grey = False
+                break
+    unscanned = items[len(kept) + len(skipped) :]
+    return [*kept, *unscanned], options.output_channels(all_grey), _triage(skipped, options.on_error)
 
 
 def _write_archive(
@@ -219,6 +229,33 @@ def _write_entry(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
     info.create_system = 3  # unix, whatever machine wrote it
     info.external_attr = 0o644 << 16
     archive.writestr(info, data)
+
+
+def _import_in_background(*modules: str) -> Callable[[], None]:
+    """Start importing `modules` on a helper thread; the returned function waits for it (and re-raises its error).
+
+    The manifest writer's imports (pandas, pyarrow: about 0.3 s) then overlap with the images being processed,
+    mostly on a core the main process would otherwise leave idle while the worker pool starts.
+    """
+    errors: list[BaseException] = []
+
+    def load() -> None:
+        try:
+            for name in modules:
+                importlib.import_module(name)
+        except BaseException as error:  # handed to the main thread
+            errors.append(error)
+
+    # Not a daemon: an interpreter that exits early (bad input) waits for the import instead of freezing it midway.
+    thread = threading.Thread(target=load, name="import-manifest-writer")
+    thread.start()
+
+    def wait() -> None:
+        thread.join()
+        if errors:
+            raise errors[0]
+
+    return wait
 
 
 def _label_dim(records: Sequence[ManifestRecord], listing: SourceListing) -> int:

@@ -6,13 +6,15 @@ import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from stylegan_core.data.options import DEFAULT_MAX_PIXELS, LabelSource, is_hidden
 from stylegan_core.data.parallel import ordered_map
 from stylegan_core.data.sources import SourceReader, list_source, source_kind
 from stylegan_core.data.tasks import INVENTORY_COLUMNS, inventory_task
+
+if TYPE_CHECKING:  # imported where used, so importing ingestion does not load pandas
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ def inventory_source(
     progress: bool = False,
 ) -> SourceInventory:
     """Files, sizes, modes, labels and per-file sha256 of a source folder or zip, plus its fingerprint."""
+    import pandas as pd
+
     listing = list_source(source, labels, num_classes)
     reader = SourceReader(listing.root, listing.kind)
     rows = list(ordered_map(inventory_task, (reader, max_pixels), listing.items, workers, progress, "inventory"))
@@ -69,6 +73,8 @@ def inventory_source(
 
 
 def _fingerprint(frame: pd.DataFrame) -> str:
+    import pandas as pd
+
     digest = hashlib.sha256(b"stylegan-source-v1\n")
     for row in frame[["path", "size_bytes", "sha256", "label", "problem"]].itertuples(index=False):
         digest.update(("\0".join("" if pd.isna(v) else str(v) for v in row) + "\n").encode())

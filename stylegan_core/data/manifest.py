@@ -15,15 +15,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import PIL.Image
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from stylegan_core.data.dataset import LABELS_FILE, ArchiveFiles, parse_labels, sha256_hex
 from stylegan_core.data.options import DatasetError
 
+# pandas and pyarrow (about 0.3 s to import) are imported where used: ingestion needs the records above long
+# before it writes the table, and loads them in the background meanwhile (`stylegan_core.data.ingest`).
 if TYPE_CHECKING:
+    import pandas as pd
+
     from stylegan_core.data.images import ProcessedImage
     from stylegan_core.data.sources import SourceItem, SourceListing
 
@@ -77,6 +78,8 @@ def onehot_columns(frame: pd.DataFrame) -> list[str]:
 
 def build_manifest_frame(records: Sequence[ManifestRecord], label_dim: int | None) -> pd.DataFrame:
     """Records → the manifest table; `label_dim` None means unlabelled (no one-hot columns)."""
+    import pandas as pd
+
     frame = pd.DataFrame(
         {
             "path": pd.Series([r.path for r in records], dtype="string"),
@@ -98,6 +101,9 @@ def build_manifest_frame(records: Sequence[ManifestRecord], label_dim: int | Non
 
 
 def write_manifest(frame: pd.DataFrame, path: str | os.PathLike[str], report: dict[str, Any]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     table = pa.Table.from_pandas(frame, preserve_index=False)
     metadata = dict(table.schema.metadata or {})
     metadata[REPORT_KEY] = json.dumps(report, sort_keys=True).encode()
@@ -105,6 +111,9 @@ def write_manifest(frame: pd.DataFrame, path: str | os.PathLike[str], report: di
 
 
 def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
+    import pandas as pd
+    import pyarrow as pa
+
     try:
         return pd.read_parquet(path)
     except (OSError, pa.ArrowException) as error:
@@ -113,6 +122,8 @@ def read_manifest(path: str | os.PathLike[str]) -> pd.DataFrame:
 
 def read_manifest_report(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The JSON report stored with a manifest (skipped files, content hash, options...)."""
+    import pyarrow.parquet as pq
+
     metadata = pq.read_schema(path).metadata or {}
     if REPORT_KEY not in metadata:
         raise DatasetError(f"{path}: no stylegan report in this Parquet file")

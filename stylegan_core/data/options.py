@@ -18,6 +18,7 @@ Conversion rules, in the order they are applied to every source image (docs/data
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -123,6 +124,7 @@ def is_power_of_two(value: int) -> bool:
     return value >= 1 and value & (value - 1) == 0
 
 
+@functools.cache  # asked once per file name; building it walks Pillow's ~70 extensions
 def image_extensions() -> frozenset[str]:
     """Lower-case extensions Pillow knows (with the dot), as NVIDIA's tool and reader use to pick image files."""
     import PIL.Image

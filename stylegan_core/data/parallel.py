@@ -15,6 +15,7 @@ Result = TypeVar("Result")
 
 # Below this many items per worker a pool costs more to start (about a second) than it saves.
 _MIN_ITEMS_PER_WORKER = 32
+_MAX_CHUNK = 8
 _START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
 _worker_function: Callable[[Any, Any], Any] | None = None
 _worker_context: Any = None
@@ -53,10 +54,11 @@ def ordered_map(
         # Not plain fork: the parent may hold threads (torch, tqdm, Dagster) that a fork would copy mid-lock. The
         # forkserver forks workers from a clean single-threaded server (spawn where there is none). The executor,
         # unlike multiprocessing.Pool, raises BrokenProcessPool instead of respawning dying workers forever.
-        chunk = max(1, min(32, len(items) // (workers * 8)))
+        # Small chunks: the last one decides how long one worker waits for the other at the end.
+        chunk = max(1, min(_MAX_CHUNK, len(items) // (workers * 8)))
         executor = ProcessPoolExecutor(
             workers,
-            mp_context=multiprocessing.get_context(_START_METHOD),
+            mp_context=_context(function),
             initializer=_initialise,
             initargs=(function, context),
         )
@@ -68,6 +70,15 @@ def ordered_map(
             executor.shutdown(wait=True, cancel_futures=True)
     finally:
         bar.close()
+
+
+def _context(function: Callable[[Any, Any], Any]) -> multiprocessing.context.BaseContext:
+    context = multiprocessing.get_context(_START_METHOD)
+    if _START_METHOD == "forkserver":
+        # The server imports the task's module (numpy, Pillow) once and forks every worker from it, instead of each
+        # worker importing it again. Only takes effect when this process starts its server (the first pool).
+        context.set_forkserver_preload([function.__module__])
+    return context
 
 
 def _initialise(function: Callable[[Any, Any], Any], context: Any) -> None:

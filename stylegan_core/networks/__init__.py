@@ -1,9 +1,9 @@
 """StyleGAN2 generator and discriminator with NVIDIA's class names, constructor arguments and state-dict keys.
 
+float16 blocks (``num_fp16_res``), ``conv_clamp`` and ``fp16_channels_last`` behave as NVIDIA's on every device; the
+choice to train in float32 on a CPU is made by option resolution (``presets.resolve_precision``), not here.
+
 Differences from NVIDIA's ``training/networks.py`` (all deliberate):
-- float16 blocks (``num_fp16_res``) run in float16 only on CUDA; on the CPU they run float32 (NVIDIA's ADA tries
-  float16 there too and fails with "not implemented for 'Half'").
-- ``channels_last`` activations are used only where a block actually runs float16.
 - residual sums are computed out of place (same numbers; safe for kernels that keep their outputs for backward).
 - ``MappingNetwork.forward`` also accepts StyleGAN3's ``update_emas`` beside ADA's ``skip_w_avg_update``.
 - bad arguments raise ``ValueError`` naming the argument instead of failing an ``assert``.

@@ -99,8 +99,7 @@ class DiscriminatorBlock(torch.nn.Module):
         self, x: torch.Tensor | None, img: torch.Tensor | None, force_fp32: bool = False
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Return the downsampled features and (``skip`` only) the downsampled image."""
-        device = (x if x is not None else img).device
-        dtype = block_dtype(self.use_fp16, force_fp32, device)
+        dtype = block_dtype(self.use_fp16, force_fp32)
         channels_last = self.channels_last and dtype == torch.float16
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if x is not None:

@@ -34,9 +34,13 @@ def default_gain(activation: str) -> float:
     return ACTIVATIONS[activation].default_gain
 
 
-def block_dtype(use_fp16: bool, force_fp32: bool, device: torch.device) -> torch.dtype:
-    """float16 only for fp16 blocks on CUDA; CPU always runs float32 (NVIDIA's ADA would try float16 there and fail)."""
-    return torch.float16 if use_fp16 and not force_fp32 and device.type == "cuda" else torch.float32
+def block_dtype(use_fp16: bool, force_fp32: bool) -> torch.dtype:
+    """float16 for fp16 blocks unless ``force_fp32``, on every device, as NVIDIA's blocks do.
+
+    Whether a CPU training run keeps its float16 blocks is decided once, by option resolution
+    (``presets.resolve_precision``), not here: a network always runs the precision its kwargs say.
+    """
+    return torch.float16 if use_fp16 and not force_fp32 else torch.float32
 
 
 def fp16_resolution(img_resolution: int, num_fp16_res: int) -> int:

@@ -218,7 +218,7 @@ class SynthesisBlock(torch.nn.Module):
                 f"got {list(ws.shape)}"
             )
         w_iter = iter(ws.unbind(dim=1))
-        dtype = block_dtype(self.use_fp16, force_fp32, ws.device)
+        dtype = block_dtype(self.use_fp16, force_fp32)
         channels_last = self.channels_last and dtype == torch.float16
         memory_format = torch.channels_last if channels_last else torch.contiguous_format
         if fused_modconv is None:
@@ -263,7 +263,7 @@ class SynthesisBlock(torch.nn.Module):
 class SynthesisNetwork(torch.nn.Module):
     """All synthesis blocks; channels at resolution r are ``min(channel_base // r, channel_max)``.
 
-    The ``num_fp16_res`` highest resolutions run in float16 on CUDA (never 4x4); on CPU everything runs float32.
+    The ``num_fp16_res`` highest resolutions run in float16 (never 4x4), on any device, as NVIDIA's do.
     """
 
     def __init__(

@@ -18,7 +18,7 @@ import torch
 from stylegan_core.config import DataConfig, LoopConfig, OptimizerConfig, TrainOptions
 from stylegan_core.io.atomic import write_text_atomic
 from stylegan_core.io.snapshot import Snapshot
-from stylegan_core.presets import batch_geometry, validate_options
+from stylegan_core.presets import batch_geometry, resolve_precision, validate_options
 from stylegan_core.training import checkpoint
 from stylegan_core.training.callbacks import TrainResult
 from stylegan_core.training.distributed import DistributedContext, broadcast_module
@@ -132,6 +132,7 @@ def setup_training(
 ) -> TrainingRun:
     """`echo`: where log lines go besides log.txt (default: stdout/stderr), e.g. an orchestrator's run log."""
     validate_options(options, world.world_size, "training options")
+    options = resolve_precision(options, world.device.type)  # float32 on the CPU unless fp16_on_cpu; recorded below
     if world.is_main:
         run_dir.mkdir(parents=True, exist_ok=True)
     log = RunLog(run_dir, world.is_main, echo)

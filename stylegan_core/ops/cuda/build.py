@@ -37,6 +37,8 @@ HEADERS = ("sg_ops.h", "sg_ops_math.h")
 CXX_FLAGS = ("-O3",)
 CUDA_FLAGS = ("-O3", "--expt-relaxed-constexpr")
 LOG_LINES = 12
+ENTRY_POINTS = ("bias_act", "upfirdn2d")
+"""Functions the compiled module must export (bound in sg_ops.cpp, called by bias_act_fn.py / upfirdn2d_fn.py)."""
 
 
 class CudaOpsUnavailable(RuntimeError):
@@ -126,6 +128,19 @@ def _find_nvcc() -> str | None:
     return shutil.which("nvcc")
 
 
+def _toolkit_problem() -> str | None:
+    """Why torch's CUDA_HOME cannot build an extension, or None. torch compiles and links against CUDA_HOME's
+    ``include`` and ``lib64``; when CUDA_HOME is unset it guesses it from the nvcc on PATH, which is wrong if that nvcc
+    is a wrapper script (e.g. /usr/local/bin/nvcc gives /usr/local): the build then fails at link time."""
+    from torch.utils.cpp_extension import CUDA_HOME
+
+    if CUDA_HOME is None:
+        return "torch found no CUDA toolkit (CUDA_HOME unset and no nvcc on PATH)"
+    if not (Path(CUDA_HOME) / "include" / "cuda_runtime.h").is_file():
+        return f"CUDA_HOME={CUDA_HOME} is not a CUDA toolkit (no include/cuda_runtime.h; guessed from a wrapper nvcc?)"
+    return None
+
+
 def _nvcc_version(nvcc: str) -> str:
     """``"13.0"`` from ``nvcc --version``, or ``""`` when it cannot be read."""
     try:
@@ -136,14 +151,18 @@ def _nvcc_version(nvcc: str) -> str:
     return match.group(1) if match else ""
 
 
-def diagnose_environment() -> str:
-    """Check what a build needs before starting one; return nvcc's version or raise ``CudaOpsUnavailable``."""
+def diagnose_environment(require_gpu: bool = True) -> str:
+    """Check what a build needs before starting one; return nvcc's version or raise ``CudaOpsUnavailable``.
+
+    ``require_gpu=False`` checks only the toolchain (a CUDA torch, ninja, a matching nvcc): enough to compile, as
+    ``scripts/cuda_build_check.py`` does on a machine without a GPU.
+    """
     if torch.version.cuda is None:
         raise CudaOpsUnavailable(
             f"this PyTorch ({torch.__version__}) was built without CUDA",
             "install a CUDA build of PyTorch (https://pytorch.org/get-started/locally/)",
         )
-    if not torch.cuda.is_available():
+    if require_gpu and not torch.cuda.is_available():
         raise CudaOpsUnavailable(
             "torch.cuda.is_available() is False: no usable GPU or driver",
             "check `nvidia-smi` and CUDA_VISIBLE_DEVICES",
@@ -159,6 +178,9 @@ def diagnose_environment() -> str:
             f"install the CUDA toolkit {torch.version.cuda} (conda's cudatoolkit has no nvcc: use the cuda-nvcc "
             "package or NVIDIA's installer) and set CUDA_HOME to it",
         )
+    problem = _toolkit_problem()
+    if problem is not None:
+        raise CudaOpsUnavailable(problem, "set CUDA_HOME to the CUDA toolkit folder, e.g. /usr/local/cuda")
     version = _nvcc_version(nvcc)
     if version and version.split(".")[0] != torch.version.cuda.split(".")[0]:
         raise CudaOpsUnavailable(
@@ -173,6 +195,11 @@ def gpu_arch_list() -> str:
     configured = os.environ.get("TORCH_CUDA_ARCH_LIST")
     if configured:
         return configured
+    if not torch.cuda.is_available():
+        raise CudaOpsUnavailable(
+            "no GPU is visible, so the GPU architectures to compile for are unknown",
+            "set TORCH_CUDA_ARCH_LIST, e.g. 9.0 for H100/H200 or 8.0 for A100",
+        )
     capabilities = {torch.cuda.get_device_capability(i) for i in range(torch.cuda.device_count())}
     return ";".join(f"{major}.{minor}" for major, minor in sorted(capabilities))
 
@@ -188,7 +215,7 @@ def _is_build_noise(line: str) -> bool:
 def summarize_build_log(log: str, max_lines: int = LOG_LINES) -> str:
     """The compiler's distinct error lines (or, failing that, the first lines) of a build log."""
     lines = [line.rstrip() for line in log.splitlines() if line.strip() and not _is_build_noise(line)]
-    errors = [line for line in lines if re.search(r"\berror\b|fatal", line, re.IGNORECASE)]
+    errors = [line for line in lines if re.search(r"\berror\b|fatal|cannot find -l", line, re.IGNORECASE)]
     return "\n".join(list(dict.fromkeys(errors or lines))[:max_lines])
 
 
@@ -227,8 +254,8 @@ def _import_from(path: Path, module_name: str) -> ModuleType:
     return module
 
 
-def _build_and_import() -> ModuleType:
-    nvcc_version = diagnose_environment()
+def _build_and_import(require_gpu: bool = True) -> ModuleType:
+    nvcc_version = diagnose_environment(require_gpu)
     arch_list = gpu_arch_list()
     sources = [SOURCE_DIR / name for name in (*COMPILED_SOURCES, *HEADERS)]
     extra = (sys.implementation.cache_tag or "", nvcc_version, *CXX_FLAGS, *CUDA_FLAGS)
@@ -243,10 +270,13 @@ def _build_and_import() -> ModuleType:
             _compile_into(temp_dir, module_name, arch_list)
         except Exception as error:
             log_path.write_text(str(error))
+            fix = (
+                "a library is missing at link time: set CUDA_HOME to the CUDA toolkit folder"
+                if "cannot find -l" in str(error)
+                else "a gcc/g++ newer than this nvcc supports is the usual cause (set CC and CXX to a supported one)"
+            )
             raise CudaOpsUnavailable(
-                "compiling the CUDA ops failed:\n" + summarize_build_log(str(error)),
-                f"a gcc/g++ newer than this nvcc supports is the usual cause (set CC and CXX to a supported one); "
-                f"full log: {log_path}",
+                "compiling the CUDA ops failed:\n" + summarize_build_log(str(error)), f"{fix}; full log: {log_path}"
             ) from error
 
     library = build_once(final_dir, artifact, build)
@@ -256,6 +286,20 @@ def _build_and_import() -> ModuleType:
         raise CudaOpsUnavailable(
             f"the compiled ops at {library} could not be loaded: {error}", f"delete {final_dir} to rebuild"
         ) from error
+
+
+def build_without_gpu() -> ModuleType:
+    """Compile (or find in the cache) and import the module through the normal path, without needing a GPU.
+
+    For build checks on GPU-less machines: the architectures come from ``TORCH_CUDA_ARCH_LIST``. The module is not
+    remembered by ``load_extension``; nothing here launches a kernel.
+    """
+    return _build_and_import(require_gpu=False)
+
+
+def missing_entry_points(module: ModuleType) -> list[str]:
+    """The names of ``ENTRY_POINTS`` the module does not export (empty when the build is complete)."""
+    return [name for name in ENTRY_POINTS if not callable(getattr(module, name, None))]
 
 
 _lock = threading.Lock()

@@ -1,0 +1,47 @@
+"""`stylegan style-mixing`: NVIDIA's style-mixing matrix (style_mixing.py) from a snapshot or NVIDIA pickle."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from stylegan_core.cli.generate import load_network, resolve_device, seeds_argument
+from stylegan_core.export.generate import DEFAULT_TRUNCATION_PSI, NOISE_MODES
+from stylegan_core.export.grid import DEFAULT_NOISE_MODE
+from stylegan_core.export.style_mixing import write_style_mixing
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "style-mixing",
+        help="style-mixing matrix: row seeds with some styles taken from column seeds",
+        description="Images of each row seed whose ws at --styles come from each column seed, as NVIDIA's "
+        "style_mixing.py: <row>-<col>.png, <seed>-<seed>.png and grid.png in --outdir.",
+    )
+    parser.add_argument("--network", required=True,
+                        help="snapshot (.pt), NVIDIA pickle, run directory (latest snapshot) or latest")  # fmt: skip
+    parser.add_argument("--rows", dest="row_seeds", required=True, type=seeds_argument, help="row seeds, e.g. 85,100")
+    parser.add_argument("--cols", dest="col_seeds", required=True, type=seeds_argument,
+                        help="column seeds, e.g. 55,821")  # fmt: skip
+    parser.add_argument("--styles", type=seeds_argument, default="0-6",
+                        help="ws indices taken from the column seed (default 0-6)")  # fmt: skip
+    parser.add_argument("--trunc", dest="truncation_psi", type=float, default=DEFAULT_TRUNCATION_PSI,
+                        help=f"truncation psi (default {DEFAULT_TRUNCATION_PSI})")  # fmt: skip
+    parser.add_argument("--class", dest="class_idx", help="class index or name (conditional networks)")
+    parser.add_argument("--noise-mode", choices=NOISE_MODES, default=DEFAULT_NOISE_MODE,
+                        help=f"noise inputs (default {DEFAULT_NOISE_MODE})")  # fmt: skip
+    parser.add_argument("--outdir", required=True, type=Path, help="folder for the images and grid.png")
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from stylegan_core.cli.locate import resolve_class, resolve_network
+
+    network = resolve_network(args.network, "--network")
+    G = load_network(network, resolve_device(args.device))
+    class_idx = resolve_class(args.class_idx, network, G.c_dim)
+    options = dict(truncation_psi=args.truncation_psi, noise_mode=args.noise_mode, class_idx=class_idx)
+    path = write_style_mixing(G, args.row_seeds, args.col_seeds, args.outdir, args.styles, **options)
+    print(f"wrote {path} ({len(args.row_seeds)}x{len(args.col_seeds)} mixes)")
+    return 0
