@@ -68,11 +68,11 @@ def network_check_results(snapshot_path: Path, resolution: int, device: str) -> 
 
     from stylegan_core.io.snapshot import load_generator, load_snapshot
 
-    state = load_snapshot(snapshot_path)
+    snapshot = load_snapshot(snapshot_path)  # strict: a malformed snapshot fails the check with one line
     bad = [
         f"{network}.{name}"
         for network in ("G", "D", "G_ema")
-        for name, tensor in state[network].items()
+        for name, tensor in getattr(snapshot, network).items()
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())
     ]
     yield dg.AssetCheckResult(
@@ -93,16 +93,14 @@ def network_check_results(snapshot_path: Path, resolution: int, device: str) -> 
         passed=list(images.shape) == expected and bool(torch.isfinite(images).all()),
         metadata={"shape": str(list(images.shape)), "expected": str(expected)},
     )
-    yield augment_p_result(state.get("augment"))
+    yield augment_p_result(snapshot.augment_p)
 
 
-def augment_p_result(augment: Mapping[str, Any] | None) -> dg.AssetCheckResult:
+def augment_p_result(p: float | None) -> dg.AssetCheckResult:
     """p of the snapshot's augmentation pipeline; `--aug noaug` stores no pipeline and no p (nothing to judge)."""
-    raw = (augment or {}).get("p")
-    if raw is None:
+    if p is None:
         return dg.AssetCheckResult(check_name="network_augment_p", passed=True,
                                    metadata={"augment_p": 0.0, "pipeline": "none (--aug noaug)"})  # fmt: skip
-    p = float(raw)
     return dg.AssetCheckResult(check_name="network_augment_p", passed=0.0 <= p <= 1.0, metadata={"augment_p": p})
 
 

@@ -94,7 +94,7 @@ def test_network_and_resume_accept_run_directories_and_latest(trained, tmp_path,
         capsys.readouterr().out
     )
     newest = newest_snapshot(Path("runs"))
-    assert newest.parents[1].name.startswith("00001-") and load_snapshot(newest)["progress"]["cur_nimg"] == 8
+    assert newest.parents[1].name.startswith("00001-") and load_snapshot(newest).progress.cur_nimg == 8
 
 
 def test_class_names_and_indices(trained, tmp_path, capsys):
@@ -106,7 +106,7 @@ def test_class_names_and_indices(trained, tmp_path, capsys):
         resolve_class("hexagon", snapshot, 3)
     code = main(["generate", "--network", str(snapshot), "--seeds", "0", "--class", "hexagon", "--outdir",
                  str(tmp_path)])  # fmt: skip
-    assert code == 2 and "classes: circle, square, triangle" in capsys.readouterr().err
+    assert code == 1 and "classes: circle, square, triangle" in capsys.readouterr().err  # bad input: exit 1
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message of a machine without CUDA")
@@ -114,7 +114,7 @@ def test_device_cuda_without_cuda_is_one_sentence(trained, tmp_path, capsys):
     code = main(["generate", "--network", str(trained / "runs"), "--seeds", "0", "--class", "0", "--outdir",
                  str(tmp_path), "--device", "cuda"])  # fmt: skip
     err = capsys.readouterr().err
-    assert code == 2 and err.count("\n") == 1 and "Traceback" not in err and "AssertionError" not in err
+    assert code == 1 and err.count("\n") == 1 and "Traceback" not in err and "AssertionError" not in err
     assert "--device cuda:" in err and "use --device cpu or auto" in err
 
 

@@ -147,7 +147,7 @@ def test_sigkill_mid_run_then_rematerialise_resumes_from_the_last_snapshot(chain
     assert not processes_matching("stylegan_core.training.worker", str(run_root))  # torchrun took the rest down
     run_dir = killed_after.parents[1]
     resume_from = find_latest_snapshot(run_dir)
-    resumed_nimg = load_snapshot(resume_from)["progress"]["cur_nimg"]
+    resumed_nimg = load_snapshot(resume_from).progress.cur_nimg
     assert 0 < resumed_nimg < 32
 
     second = materialize(defs, ["shapes/network"], "long|16", instance)
@@ -156,7 +156,7 @@ def test_sigkill_mid_run_then_rematerialise_resumes_from_the_last_snapshot(chain
     assert Path(metadata["resumed_from"].value) == resume_from
     assert metadata["kimg"].value == pytest.approx(0.032)
     assert Path(metadata["run_dir"].value) == run_dir  # the same run, continued
-    progress = [load_snapshot(path)["progress"]["cur_nimg"] for path in sorted(run_dir.glob("snapshots/*.pt"))]
+    progress = [load_snapshot(path).progress.cur_nimg for path in sorted(run_dir.glob("snapshots/*.pt"))]
     assert progress == sorted(set(progress)) and progress[-1] == 32 and resumed_nimg in progress
     assert f"from kimg {resumed_nimg / 1000:g}" in (run_dir / "log.txt").read_text()
     current = (run_root / CURRENT_RUN_FILE).read_text()

@@ -45,7 +45,7 @@ def test_bad_input_exits_nonzero_with_one_line(tmp_path: Path, capsys: pytest.Ca
     ]
     for argv in cases:
         code, _, stderr = _run(argv, capsys)
-        assert code == 2, argv
+        assert code == 1, argv
         assert stderr.count("\n") == 1 and "error:" in stderr, stderr
     assert "a.png: not an image" in _run(cases[0], capsys)[2]
     assert not (tmp_path / "o.zip").exists()
@@ -73,11 +73,11 @@ def test_prepare_from_a_spec_with_a_generated_source(tmp_path: Path, capsys: pyt
     )
     assert code == 2 and "--transform cannot be combined with --spec" in stderr
     code, _, stderr = _run(["prepare", "--spec", str(spec), "--dest", str(out), "--resolution", "32"], capsys)
-    assert code == 2 and "resolution 32 is not one of [16]" in stderr
+    assert code == 1 and "resolution 32 is not one of [16]" in stderr
 
 
 def test_shapes_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, stdout, _ = _run(["shapes", "--dest", str(tmp_path / "s"), "--count", "5", "--size", "32"], capsys)
     assert code == 0 and len(list((tmp_path / "s").rglob("*.png"))) == 5
     code, _, stderr = _run(["shapes", "--dest", str(tmp_path / "t"), "--count", "0"], capsys)
-    assert code == 2 and "count >= 1" in stderr
+    assert code == 1 and "count >= 1" in stderr

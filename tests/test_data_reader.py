@@ -105,8 +105,11 @@ def test_errors_name_the_file_and_the_problem(tmp_path: Path) -> None:
     with pytest.raises(DatasetError, match="not 16x16"):
         ImageDataset(folder, resolution=16)
     save(gradient(4, 4), folder / "00000" / "img00000003.png")
-    with pytest.raises(DatasetError, match=r"img00000003\.png: shape \[3, 4, 4\] differs"):
-        ImageDataset(folder)[3]
+    # Found when the dataset opens (from the PNG header), not when the image is first drawn (issue 13).
+    with pytest.raises(DatasetError, match=r"img00000003\.png: image is 4x4 with 3 channel\(s\), but the dataset's "
+                       r"images are 8x8 with 3"):  # fmt: skip
+        ImageDataset(folder)
+    save(gradient(8, 8), folder / "00000" / "img00000003.png")
     (folder / "dataset.json").write_text(json.dumps({"labels": [["00000/img00000000.png", 1]]}))
     with pytest.raises(DatasetError, match=r"dataset\.json: no label for 00000/img00000001\.png"):
         ImageDataset(folder, use_labels=True)

@@ -183,11 +183,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _snapshot(G: torch.nn.Module, path: Path) -> Path:
-    from stylegan_core.io.snapshot import SNAPSHOT_FORMAT, save_snapshot
+    from stylegan_core.io.snapshot import Snapshot, save_snapshot
+    from stylegan_core.networks import Discriminator
 
-    state = {"format": SNAPSHOT_FORMAT, "G_kwargs": G.init_kwargs, "D_kwargs": {}, "G": G.state_dict(), "D": {},
-             "G_ema": G.state_dict(), "progress": {"cur_nimg": 0}, "options": {}}  # fmt: skip
-    return save_snapshot(path, state)
+    D = Discriminator(c_dim=G.c_dim, img_resolution=G.img_resolution, img_channels=G.img_channels, channel_base=128,
+                      channel_max=16)  # fmt: skip
+    snapshot = Snapshot(G_kwargs=G.init_kwargs, D_kwargs=D.init_kwargs, G=G.state_dict(), D=D.state_dict(),
+                        G_ema=G.state_dict())  # fmt: skip
+    return save_snapshot(path, snapshot)
 
 
 def test_cli_generate(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -87,17 +87,17 @@ def test_two_gloo_processes_match_one_process(tmp_path, one_thread, monkeypatch)
     mp.spawn(_rank_main, args=(2, _free_port(), options.to_dict(), str(tmp_path / "double")), nprocs=2, join=True)
     a = load_snapshot(single.last_snapshot)
     b = load_snapshot(tmp_path / "double" / "snapshots" / single.last_snapshot.name)
-    assert b["world_size"] == 2 and len(b["rng"]) == 2 and b["pl_mean"].shape == (2,)
-    assert a["progress"] == b["progress"]
+    assert b.world_size == 2 and len(b.rng) == 2 and b.pl_mean.shape == (2,)
+    assert a.progress == b.progress
     for key in ("G", "D", "G_ema"):
-        for name, tensor in a[key].items():
+        for name, tensor in getattr(a, key).items():
             if name.endswith("w_avg"):
                 continue  # updated from each rank's own half of the batch, as in NVIDIA's data parallel code
             # Each Adam step moves a weight by about lr = 2e-3, so differing data or latents would show far above
             # this tolerance (float rounding: ~1 ulp of the large lr-multiplier-0.01 mapping weights).
             # The gloo all-reduce sums gradients in another order than one process does: rounding at each tensor's
             # scale plus a floor far below one Adam step.
-            assert_close_to_scale(b[key][name], tensor, 1e-6, 2e-5, what=f"{key}.{name}")
+            assert_close_to_scale(getattr(b, key)[name], tensor, 1e-6, 2e-5, what=f"{key}.{name}")
     lines_a = (tmp_path / "single" / "stats.jsonl").read_text().splitlines()
     lines_b = (tmp_path / "double" / "stats.jsonl").read_text().splitlines()
     assert len(lines_a) == len(lines_b) == 2

@@ -13,7 +13,7 @@ import torch
 from training_support import replace_loop, tiny_options, write_tiny_dataset
 
 from stylegan_core.config import LoopConfig, TrainOptions
-from stylegan_core.io.snapshot import find_latest_snapshot, load_generator, load_snapshot
+from stylegan_core.io.snapshot import Progress, find_latest_snapshot, load_generator, load_snapshot
 from stylegan_core.presets import resolve_options
 from stylegan_core.training import TrainCallbacks, TrainingDivergedError, train
 from stylegan_core.training.loop import ema_beta
@@ -90,21 +90,21 @@ def test_resume_continues_bit_exactly(dataset, tmp_path, quick_grids):
     first_half = train(replace_loop(options, total_kimg=0.016), tmp_path / "half")
     resumed = train(replace_loop(options, resume=str(first_half.last_snapshot)), tmp_path / "resumed")
     a, b = load_snapshot(straight.last_snapshot), load_snapshot(resumed.last_snapshot)
-    assert a["progress"] == b["progress"] == {"cur_nimg": 32, "cur_tick": a["progress"]["cur_tick"], "batch_idx": 8}
+    assert a.progress == b.progress == Progress(cur_nimg=32, cur_tick=a.progress.cur_tick, batch_idx=8)
     # Bit-exact: both runs use the same kernels in the same order (one process, one_thread fixture, same ISA).
     for key in ("G", "D", "G_ema"):
-        different = [name for name in a[key] if not torch.equal(a[key][name], b[key][name])]
+        different = [name for name in getattr(a, key) if not torch.equal(getattr(a, key)[name], getattr(b, key)[name])]
         assert not different, f"{key} differs after resume: {different[:5]}"
     for key in ("G_opt", "D_opt"):
-        for index, state in a[key]["state"].items():
-            assert torch.equal(state["exp_avg_sq"], b[key]["state"][index]["exp_avg_sq"])
-    assert torch.equal(a["pl_mean"], b["pl_mean"])
-    assert a["augment"]["p"].item() != 0.5 and torch.equal(a["augment"]["p"], b["augment"]["p"])
-    assert a["augment"]["ada"] == b["augment"]["ada"]
+        for index, state in getattr(a, key)["state"].items():
+            assert torch.equal(state["exp_avg_sq"], getattr(b, key)["state"][index]["exp_avg_sq"])
+    assert torch.equal(a.pl_mean, b.pl_mean)
+    assert a.augment_p != 0.5 and a.augment_p == b.augment_p
+    assert a.ada == b.ada
     for line in _stats_lines(tmp_path / "straight"):  # the augmented run stays finite
         assert all(math.isfinite(value["mean"]) for name, value in line.items() if name.startswith("Loss/"))
     half = load_snapshot(first_half.last_snapshot)
-    assert half["augment"]["ada"][0]["sign_count"] > 0 and half["augment"]["p"].item() != 0.5
+    assert half.ada[0]["sign_count"] > 0 and half.augment_p != 0.5
     log = (tmp_path / "resumed" / "log.txt").read_text()
     assert "Continuing the training" in log and "not exact" not in log
 
@@ -128,7 +128,7 @@ def test_nonfinite_gradient_stops_and_keeps_last_good_snapshot(dataset, tmp_path
     assert str(good) in str(error.value)
     assert find_latest_snapshot(tmp_path) == good  # nothing was written after the bad step
     state = load_snapshot(good)
-    assert all(torch.isfinite(tensor).all() for tensor in state["D"].values())
+    assert all(torch.isfinite(tensor).all() for tensor in state.D.values())
     assert "training diverged" in (tmp_path / "log.txt").read_text()
 
 
@@ -140,7 +140,7 @@ def test_abort_writes_a_final_snapshot(dataset, tmp_path, quick_grids):
     # Polled at the end of each tick: the third tick (kimg 0.020) sees two earlier ticks and stops there.
     assert result.aborted and result.cur_nimg == 20 and len(ticks) == 3 and ticks[-1].done
     assert result.last_snapshot == find_latest_snapshot(tmp_path)
-    assert load_snapshot(result.last_snapshot)["progress"]["cur_nimg"] == 20
+    assert load_snapshot(result.last_snapshot).progress.cur_nimg == 20
 
 
 def test_snapshot_generator_matches_g_ema(dataset, tmp_path, quick_grids):
@@ -149,9 +149,9 @@ def test_snapshot_generator_matches_g_ema(dataset, tmp_path, quick_grids):
     state = load_snapshot(result.last_snapshot)
     G = load_generator(result.last_snapshot)
     assert not G.training and not any(p.requires_grad for p in G.parameters())
-    assert all(torch.equal(G.state_dict()[name], tensor) for name, tensor in state["G_ema"].items())
-    assert state["dataset"]["label_dim"] == 3 and state["dataset"]["resolution"] == 16
-    assert TrainOptions.from_dict(state["options"]) == options and len(state["rng"]) == 1
+    assert all(torch.equal(G.state_dict()[name], tensor) for name, tensor in state.G_ema.items())
+    assert state.dataset.label_dim == 3 and state.dataset.resolution == 16
+    assert TrainOptions.from_dict(state.options) == options and len(state.rng) == 1
     z, c = torch.randn(2, G.z_dim), torch.eye(3)[:2]
     assert G(z, c, noise_mode="const").shape == (2, 3, 16, 16)
 
@@ -165,10 +165,10 @@ def test_transfer_copies_weights_and_resets_progress(dataset, tmp_path, quick_gr
     result = train(options, tmp_path / "tuned")
     assert result.cur_nimg == 4  # progress restarted
     before, after = load_snapshot(source.last_snapshot), load_snapshot(result.last_snapshot)
-    frozen = [name for name in after["D"] if name.startswith("b16.fromrgb") or name.startswith("b16.conv0")]
-    assert frozen and all(torch.equal(before["D"][name], after["D"][name]) for name in frozen)
+    frozen = [name for name in after.D if name.startswith("b16.fromrgb") or name.startswith("b16.conv0")]
+    assert frozen and all(torch.equal(before.D[name], after.D[name]) for name in frozen)
     trained = "b8.conv1.weight"
-    assert not torch.equal(before["D"][trained], after["D"][trained])
+    assert not torch.equal(before.D[trained], after.D[trained])
     assert "Fine-tuning from the weights" in (tmp_path / "tuned" / "log.txt").read_text()
 
 

@@ -46,16 +46,16 @@ def test_finetune_with_freeze_d_keeps_frozen_layers(tmp_path, dataset):
     source_D = source["D"].state_dict()
     frozen = [key for key in source_D if key.startswith(FROZEN_PREFIXES) and not key.endswith("resample_filter")]
     assert len(frozen) == 4
-    changed_frozen = [key for key in frozen if not torch.equal(final["D"][key], source_D[key])]
+    changed_frozen = [key for key in frozen if not torch.equal(final.D[key], source_D[key])]
     assert not changed_frozen, f"Freeze-D layers changed: {changed_frozen}"
     trained = [key for key in source_D if key.endswith("weight") and key not in frozen]
-    assert all(not torch.equal(final["D"][key], source_D[key]) for key in trained)
+    assert all(not torch.equal(final.D[key], source_D[key]) for key in trained)
     # G and G_ema started from the source: G moved a little, G_ema's weights (an EMA over ~1.25 kimg) stayed close;
     # its buffers (w_avg, noise) are copied from G at every step, as NVIDIA does.
     source_G = source["G"].state_dict()
-    assert any(not torch.equal(final["G"][key], source_G[key]) for key in source_G)
+    assert any(not torch.equal(final.G[key], source_G[key]) for key in source_G)
     weights = dict(source["G_ema"].named_parameters())
-    drift = max((final["G_ema"][key] - value).abs().max().item() for key, value in weights.items())
+    drift = max((final.G_ema[key] - value).abs().max().item() for key, value in weights.items())
     assert drift < 0.05, f"G_ema drifted {drift} from the source: weights were not transferred"
 
 
@@ -68,9 +68,9 @@ def test_imported_snapshot_resumes_as_transfer(tmp_path, dataset):
     import_nvidia.run(argparse.Namespace(source=pickle_path, output=output, overwrite=False))
     for path in (pickle_path, output):
         state = _load_resume_state(path)  # TRAIN's --resume hook
-        assert not can_continue(state, state["G_kwargs"], state["D_kwargs"], "any dataset hash")
+        assert not can_continue(state, state.G_kwargs, state.D_kwargs, "any dataset hash")
         for name, module in source.items():
-            assert all(torch.equal(state[name][key], value) for key, value in module.state_dict().items())
+            assert all(torch.equal(getattr(state, name)[key], value) for key, value in module.state_dict().items())
 
 
 def test_channel_mismatch_lists_tensors(tmp_path, dataset):

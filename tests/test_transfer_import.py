@@ -100,8 +100,8 @@ def test_other_layouts_and_entries(tmp_path, tiny_networks):
 def test_missing_networks(tmp_path, tiny_networks):
     only_ema = load_nvidia_pickle(write_nvidia_pickle(tmp_path / "ema.pkl", {**tiny_networks, "G": None}))
     state = snapshot_state_from_nvidia(only_ema)
-    assert all(torch.equal(state["G"][key], value) for key, value in tiny_networks["G_ema"].state_dict().items())
-    assert "G missing: copied from G_ema" in state["imported_from"]["notes"]
+    assert all(torch.equal(state.G[key], value) for key, value in tiny_networks["G_ema"].state_dict().items())
+    assert "G missing: copied from G_ema" in state.imported_from["notes"]
     with pytest.raises(ValueError, match="holds no G network"):
         only_ema["G"]
     no_D = load_nvidia_pickle(write_nvidia_pickle(tmp_path / "nod.pkl", {**tiny_networks, "D": None}))
@@ -250,7 +250,7 @@ def test_stylegan3_alias_free_generator_is_refused(tmp_path, tiny_networks):
 def test_bad_files_get_clear_errors(tmp_path, tiny_networks):
     good = write_nvidia_pickle(tmp_path / "net.pkl", tiny_networks).read_bytes()
     cases = {
-        "truncated.pkl": (good[: len(good) // 2], "cannot read network pickle"),
+        "truncated.pkl": (good[: len(good) // 2], "truncated or corrupt"),
         "text.pkl": (b"hello", "not an NVIDIA network pickle"),
         "list.pkl": (pickle.dumps([1, 2], protocol=4), "holds a list"),
         "nog.pkl": (pickle.dumps({"D": None}, protocol=4), "holds no generator"),
@@ -297,9 +297,9 @@ def test_import_cli_snapshot_and_generate(tmp_path, tiny_networks):
     with pytest.raises(ValueError, match="exists"):
         _cli("import-nvidia", str(source), str(output))
     snapshot = load_snapshot(output)
-    assert snapshot["weights_only"] and snapshot["progress"] == {} and float(snapshot["augment"]["p"]) == 0.5
-    assert snapshot["G_kwargs"] == tiny_networks["G"].init_kwargs
-    assert snapshot["D_kwargs"] == tiny_networks["D"].init_kwargs
+    assert snapshot.weights_only and snapshot.progress is None and snapshot.augment_p == 0.5
+    assert snapshot.G_kwargs == tiny_networks["G"].init_kwargs
+    assert snapshot.D_kwargs == tiny_networks["D"].init_kwargs
     for which in ("G", "G_ema"):
         _assert_same_state(tiny_networks[which], load_generator(output, which=which))
     seeds = [0, 7]

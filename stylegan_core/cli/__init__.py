@@ -2,7 +2,8 @@
 
 Each sub-command lives in its own module with `register(subparsers)`; this module only assembles them. Only the
 chosen command's module is imported (the others appear in `--help` from the table below), so `stylegan dataset
-prepare` starts without importing torch.
+prepare` starts without importing torch. Exit codes follow `stylegan_core.errors`: 0 success, 1 bad input (one
+line, no traceback), 2 usage; `--debug` (anywhere on the command line) prints the traceback of an input error too.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser for `argv`: the chosen command in full, every other command as a one-line entry."""
     parser = argparse.ArgumentParser(prog="stylegan", description="StyleGAN2-ADA training, data and metrics tools")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks for input errors too")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     chosen = _chosen_command(sys.argv[1:] if argv is None else argv)
     for name, module, summary in COMMANDS:
@@ -54,14 +56,13 @@ def _chosen_command(argv: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser(argv)
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, OSError) as error:
-        # Bad input is reported in one line; tracebacks are for bugs.
-        print(f"stylegan {args.command}: error: {error}", file=sys.stderr)
-        return 2
+    from stylegan_core.errors import run_reporting
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [arg for arg in argv if arg != "--debug"]
+    args = build_parser(argv).parse_args(argv)
+    return run_reporting(f"stylegan {args.command}", lambda: args.func(args), debug=debug)
 
 
 if __name__ == "__main__":

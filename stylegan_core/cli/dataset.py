@@ -1,7 +1,7 @@
 """`stylegan dataset prepare|validate|shapes`: ingestion, the Great Expectations gate and the demo source set.
 
-Bad input exits non-zero with a one-line reason (DatasetError is a ValueError, which `stylegan_core.cli.main`
-prints as one line).
+Bad input exits with code 1 and a one-line reason (DatasetError is a ValueError, which `stylegan_core.cli.main`
+prints as one line); misused options exit with 2.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from stylegan_core.data.options import (
     DatasetError,
     IngestOptions,
 )
+from stylegan_core.errors import UsageError, run_reporting
 
 # Ingestion flags that map one-to-one onto IngestOptions fields (None = not given, keep the default or the spec's).
 _OPTION_FLAGS = ("transform", "resize_filter", "channels", "labels", "on_error", "num_classes", "max_images")
@@ -82,7 +83,7 @@ def run_prepare(args: argparse.Namespace) -> int:
 
         if given:
             flags = ", ".join("--" + name.replace("_", "-") for name in given)
-            raise DatasetError(f"{args.spec}: {flags} cannot be combined with --spec (the spec sets them)")
+            raise UsageError(f"{args.spec}: {flags} cannot be combined with --spec (the spec sets them)")
         spec = load_spec(args.spec)
         work_dir = args.work_dir or args.dest.parent
         result = prepare_from_spec(
@@ -147,12 +148,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     """`python -m stylegan_core.cli.dataset ...` (the same as `stylegan dataset ...`)."""
     parser = argparse.ArgumentParser(prog="stylegan")
     register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["dataset", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.func(args) or 0)
-    except (ValueError, OSError) as error:
-        print(f"stylegan dataset: error: {error}", file=sys.stderr)
-        return 2
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(["dataset", *(arg for arg in argv if arg != "--debug")])
+    return run_reporting("stylegan dataset", lambda: args.func(args), debug="--debug" in argv)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from stylegan_core.io.snapshot import Snapshot
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,16 +41,15 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def describe(state: dict, source: Path, output: Path) -> str:
+def describe(snapshot: Snapshot, source: Path, output: Path) -> str:
     """A short human summary of an imported snapshot."""
-    G, D = state["G_kwargs"], state["D_kwargs"]
-    p = state["augment"]["p"]
+    G, D, p = snapshot.G_kwargs, snapshot.D_kwargs, snapshot.augment_p
     lines = [
         f"imported {source} -> {output}",
         f"  G: {G['img_resolution']} px, {G['img_channels']} channels, z_dim {G['z_dim']}, w_dim {G['w_dim']}, "
-        f"c_dim {G['c_dim']}, {len(state['G'])} tensors",
-        f"  D: architecture {D.get('architecture', 'resnet')}, {len(state['D'])} tensors",
-        f"  augment p: {'none' if p is None else f'{float(p):.4f}'}",
+        f"c_dim {G['c_dim']}, {len(snapshot.G)} tensors",
+        f"  D: architecture {D.get('architecture', 'resnet')}, {len(snapshot.D)} tensors",
+        f"  augment p: {'none' if p is None else f'{p:.4f}'}",
     ]
-    lines += [f"  note: {note}" for note in state["imported_from"]["notes"]]
+    lines += [f"  note: {note}" for note in (snapshot.imported_from or {}).get("notes", [])]
     return "\n".join(lines)

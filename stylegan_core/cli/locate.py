@@ -84,9 +84,9 @@ def class_names(network: Path) -> list[str] | None:
 
     if not is_snapshot_file(network):
         return None  # NVIDIA pickles carry no class names
-    state = load_snapshot(network)
-    recorded = (state.get("dataset") or {}).get("class_names")
-    if recorded:
-        return [str(name) for name in recorded]
-    data_path = (state.get("options") or {}).get("data", {}).get("path")
-    return dataset_class_names(data_path) if data_path else None
+    snapshot = load_snapshot(network)
+    if snapshot.dataset is not None and snapshot.dataset.class_names:
+        return list(snapshot.dataset.class_names)
+    data = snapshot.options.get("data")
+    data_path = data.get("path") if isinstance(data, dict) else None
+    return dataset_class_names(data_path) if isinstance(data_path, str) and data_path else None

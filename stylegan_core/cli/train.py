@@ -15,6 +15,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -153,15 +154,30 @@ def run_description(dataset_name: str, cfg: str, gpus: int, options: TrainOption
     return "-".join(parts)
 
 
-def next_run_dir(outdir: Path, description: str) -> Path:
-    """`{outdir}/{id:05d}-{description}` with id one past the largest numbered run already there."""
+def next_run_dir(outdir: Path, description: str, attempts: int = 100) -> Path:
+    """`{outdir}/{id:05d}-{description}` with id one past the largest numbered run already there.
+
+    Two launches at the same moment may pick the same id; the one whose mkdir loses takes the next id.
+    """
     outdir.mkdir(parents=True, exist_ok=True)
     ids = [
         int(match.group()) for entry in outdir.iterdir() if entry.is_dir() and (match := re.match(r"^\d+", entry.name))
     ]
-    run_dir = outdir / f"{max(ids, default=-1) + 1:05d}-{description}"
-    run_dir.mkdir()  # fails if another process took the same id at the same moment
-    return run_dir
+    next_id = max(ids, default=-1) + 1
+    for run_id in range(next_id, next_id + attempts):
+        run_dir = outdir / f"{run_id:05d}-{description}"
+        try:
+            run_dir.mkdir()
+            return run_dir
+        except FileExistsError:
+            continue
+    raise OSError(f"{outdir}: no free run number after {attempts} attempts (runs {next_id}..{run_id} exist)")
+
+
+def _remove_refused_run(run_dir: Path) -> None:
+    """A run refused before its first tick (bad data, bad --resume) leaves no directory behind."""
+    if run_dir.is_dir() and not (run_dir / "stats.jsonl").exists() and not any(run_dir.glob("snapshots/*.pt")):
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -222,6 +238,10 @@ def _train(options: TrainOptions, outdir: Path, description: str) -> int:
         except TrainingDivergedError as error:
             print(f"stylegan train: {error}", file=sys.stderr)
             return 3
+        except (ValueError, OSError):
+            if world.is_main:
+                _remove_refused_run(Path(run_dir))
+            raise
         if world.is_main:
             print(f"Done: kimg {result.kimg:g}, last snapshot {result.last_snapshot}")
         return 0

@@ -23,6 +23,8 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
+from stylegan_core.errors import InputError
+
 Transform = Literal["center-crop", "center-crop-wide", "none"]
 ResizeFilter = Literal["lanczos", "box"]
 ChannelPolicy = Literal["auto", "rgb", "grey", "rgba"]
@@ -41,7 +43,7 @@ DEFAULT_MAX_PIXELS = 89_478_485
 MAX_LABEL_WITHOUT_NUM_CLASSES = 10_000
 
 
-class DatasetError(ValueError):
+class DatasetError(InputError):
     """Bad dataset input or output. The message names the file and the problem."""
 
 

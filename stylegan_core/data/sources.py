@@ -12,6 +12,7 @@ import os
 import posixpath
 import stat
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -79,7 +80,10 @@ class SourceReader:
         info = archive.getinfo(path)
         if info.file_size > MAX_ENTRY_BYTES:
             raise BadFileError(self.display_name(path), f"zip entry of {info.file_size} bytes is too large")
-        return archive.read(info)
+        try:
+            return archive.read(info)  # checks the entry's CRC
+        except (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError) as error:  # RuntimeError: encrypted
+            raise BadFileError(self.display_name(path), f"corrupt zip entry ({error})") from None
 
     def open(self, path: str) -> BinaryIO:
         """A stream of the file, for reading headers without reading whole files."""

@@ -4,6 +4,8 @@ numpy and Pillow (not pandas or pyarrow), which keeps pool start-up cheap."""
 from __future__ import annotations
 
 import hashlib
+import zipfile
+import zlib
 from dataclasses import dataclass
 
 from stylegan_core.data.images import ImageHeader, ProcessedImage, process_image, read_header
@@ -43,7 +45,7 @@ def header_task(context: tuple[SourceReader, int], item: SourceItem) -> ImageHea
             return read_header(stream, name, max_pixels)
     except BadFileError as error:
         return error
-    except OSError as error:
+    except (OSError, zipfile.BadZipFile, zlib.error, EOFError, RuntimeError) as error:  # CRC-checked; encrypted
         return BadFileError(name, f"cannot be read ({error})")
 
 

@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
 
+from stylegan_core.io.stale_temps import remove_stale_temps
+
 
 def temp_sibling(path: str | os.PathLike[str]) -> Path:
     path = Path(path)
@@ -29,6 +31,7 @@ def atomic_outputs(*finals: str | os.PathLike[str]) -> Iterator[tuple[Path, ...]
     paths = tuple(Path(final) for final in finals)
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_temps(path)  # what a killed writer of the same file left (issue 13)
     temps = tuple(temp_sibling(path) for path in paths)
     try:
         yield temps

@@ -13,11 +13,19 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from stylegan_core.io.limits import (
+    MAX_KWARGS_ARRAY,
+    MAX_KWARGS_VALUES,
+    LimitError,
+    check_network_kwargs,
+    check_network_size,
+    stored_values,
+)
 from stylegan_core.io.nvidia import discriminator_from_nvidia, generator_from_nvidia
 from stylegan_core.io.nvidia_unpickler import (
     ModuleRecord,
@@ -31,6 +39,9 @@ __all__ = [
     "ModuleRecord", "NvidiaNetworks", "RestrictedUnpickler", "UnsafePickleError", "is_nvidia_pickle",
     "load_nvidia_pickle", "module_state_dict", "read_nvidia_pickle", "snapshot_state_from_nvidia",
 ]  # fmt: skip
+
+if TYPE_CHECKING:
+    from stylegan_core.io.snapshot import Snapshot
 
 NETWORK_KEYS = ("G", "D", "G_ema")
 KNOWN_TOP_LEVEL_KEYS = (*NETWORK_KEYS, "augment_pipe", "training_set_kwargs")
@@ -47,6 +58,9 @@ _DISCRIMINATOR_ARGS = (
 _SG3_SYNTHESIS_DEFAULTS = {"num_fp16_res": 4, "conv_clamp": 256}
 _SG3_MAPPING_DEFAULTS = {"w_avg_beta": 0.998}
 _SG3_DISCRIMINATOR_DEFAULTS = {"num_fp16_res": 4, "conv_clamp": 256}
+# Bounds for walking a recorded module tree (a 1024 px generator has about 400 modules, nested 5 deep).
+_MAX_MODULES = 20_000
+_MAX_MODULE_DEPTH = 16
 # StyleGAN3's own (config T/R) generators have these layers; this StyleGAN2 implementation cannot rebuild them.
 _SG3_ALIAS_FREE_CLASSES = ("SynthesisInput",)
 
@@ -75,6 +89,14 @@ class NvidiaNetworks:
 def load_nvidia_pickle(path: str | os.PathLike[str]) -> NvidiaNetworks:
     """Import G, D, G_ema and the augment pipe's p from an NVIDIA network pickle without running its code."""
     path = Path(path)
+    try:
+        return _load(path)
+    except (TypeError, AttributeError, KeyError, IndexError) as error:  # values of unexpected types in the pickle
+        raise ValueError(f"{path}: malformed network pickle ({type(error).__name__}: "
+                         f"{' '.join(str(error).split())[:200]})") from None  # fmt: skip
+
+
+def _load(path: Path) -> NvidiaNetworks:
     data = read_nvidia_pickle(path)
     if not isinstance(data, Mapping):
         raise ValueError(f"{path} is not an NVIDIA network pickle: it holds a {type(data).__name__}, expected a dict "
@@ -89,10 +111,12 @@ def load_nvidia_pickle(path: str | os.PathLike[str]) -> NvidiaNetworks:
     if ignored:
         notes.append(f"ignored entries {ignored}")
     training_set = data.get("training_set_kwargs")
+    where = f"{path} [training_set_kwargs]"
     return NvidiaNetworks(
         G=networks["G"], D=networks["D"], G_ema=networks["G_ema"],
         augment_p=_augment_p(data.get("augment_pipe"), path, notes), notes=tuple(notes),
-        training_set_kwargs=_plain(training_set) if isinstance(training_set, Mapping) else None, source=str(path),
+        training_set_kwargs=_plain(training_set, where) if isinstance(training_set, Mapping) else None,
+        source=str(path),
     )  # fmt: skip
 
 
@@ -130,19 +154,35 @@ def _convert_network(
     state_dict = module_state_dict(record, where)
     try:
         if key == "D":
-            network = discriminator_from_nvidia(_discriminator_kwargs(record, where, stylegan3), state_dict)
+            kwargs = _discriminator_kwargs(record, where, stylegan3)
         else:
-            network = generator_from_nvidia(_generator_kwargs(record, where, stylegan3, notes), state_dict)
-    except (ValueError, TypeError) as error:
+            kwargs = _generator_kwargs(record, where, stylegan3, notes)
+    except (TypeError, AttributeError) as error:  # kwargs of the wrong shape (a list where a dict belongs, ...)
+        raise ValueError(f"{where}: malformed constructor kwargs ({type(error).__name__})") from None
+    # Bounded before anything of that size is built: a few hundred bytes of kwargs must not allocate gigabytes.
+    check_network_kwargs(kwargs, where)
+    owner = "Discriminator" if key == "D" else "Generator"
+    check_network_size(owner, kwargs, stored_values(state_dict.values()), where)
+    try:
+        build = discriminator_from_nvidia if key == "D" else generator_from_nvidia
+        network = build(kwargs, state_dict)
+    except ValueError as error:
         raise ValueError(f"{where}: {error}") from None
+    except Exception as error:  # kwargs within bounds that the constructor still rejects (asserts, odd values)
+        raise ValueError(f"{where}: cannot build the network from its kwargs ({type(error).__name__}: "
+                         f"{' '.join(str(error).split())[:200]})") from None  # fmt: skip
     return network.eval().requires_grad_(False)
 
 
 def module_state_dict(record: ModuleRecord, where: str) -> dict[str, torch.Tensor]:
     """The tensors of a recorded module tree, keyed and ordered as torch's ``state_dict()`` would."""
     tensors: dict[str, torch.Tensor] = {}
+    budget = [_MAX_MODULES]
 
     def visit(node: ModuleRecord, prefix: str) -> None:
+        budget[0] -= 1
+        if budget[0] < 0 or prefix.count(".") > _MAX_MODULE_DEPTH:
+            raise LimitError(f"{where}: more modules, or modules nested deeper, than any network has")
         state = node.state
         transient = set(state.get("_non_persistent_buffers_set") or ())
         for group in ("_parameters", "_buffers"):
@@ -173,10 +213,16 @@ def _mapping(value: Any, where: str) -> Mapping[str, Any]:
 
 
 def _class_names(record: ModuleRecord) -> list[str]:
-    names = [record.class_name]
-    for child in _mapping(record.state.get("_modules"), "modules").values():
-        if isinstance(child, ModuleRecord):
-            names += _class_names(child)
+    names, pending, seen = [], [record], set()
+    while pending and len(seen) < _MAX_MODULES:
+        node = pending.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        names.append(node.class_name)
+        modules = node.state.get("_modules")
+        if isinstance(modules, Mapping):
+            pending += [child for child in modules.values() if isinstance(child, ModuleRecord)]
     return names
 
 
@@ -186,8 +232,9 @@ def _constructor_kwargs(record: ModuleRecord, order: tuple[str, ...], where: str
     if kwargs is None and not args:
         raise ValueError(f"{where}: the pickle records no constructor arguments for {record.class_name}")
     if not isinstance(args, (tuple, list)) or len(args) > len(order) or not isinstance(kwargs or {}, Mapping):
-        raise ValueError(f"{where}: unexpected constructor arguments {args!r} / {kwargs!r}")
-    return _plain({**dict(zip(order[: len(args)], args, strict=True)), **(kwargs or {})})
+        raise ValueError(f"{where}: unexpected constructor arguments ({type(args).__name__} / "
+                         f"{type(kwargs).__name__})")  # fmt: skip
+    return _plain({**dict(zip(order[: len(args)], args, strict=True)), **(kwargs or {})}, where)
 
 
 def _generator_kwargs(record: ModuleRecord, where: str, stylegan3: bool, notes: list[str]) -> dict[str, Any]:
@@ -226,30 +273,45 @@ def _augment_p(record: Any, path: Path, notes: list[str]) -> float | None:
     return float(p)
 
 
-def _plain(value: Any) -> Any:
-    """JSON-like copy: mappings -> dict, tuples -> list, numpy values -> Python numbers and lists."""
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(item) for item in value]
-    if isinstance(value, (np.generic, np.ndarray)):
-        return value.tolist()
-    if value is None or isinstance(value, (str, int, float, bool)):
-        return value
-    return repr(value)
+def _plain(value: Any, where: str) -> Any:
+    """JSON-like copy: mappings -> dict, tuples -> list, numpy values -> Python numbers and lists.
+
+    Bounded (values, depth, array sizes) so a pickle cannot make this copy larger than any network's kwargs.
+    """
+    budget = [MAX_KWARGS_VALUES]
+
+    def copy(item: Any, depth: int) -> Any:
+        budget[0] -= 1
+        if budget[0] < 0 or depth > 8:
+            raise LimitError(f"{where}: constructor kwargs are larger or deeper than any network's")
+        if isinstance(item, Mapping):
+            return {str(key)[:200]: copy(child, depth + 1) for key, child in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [copy(child, depth + 1) for child in item]
+        if isinstance(item, np.ndarray):
+            if item.size > MAX_KWARGS_ARRAY:
+                raise LimitError(f"{where}: an array of {item.size} values in constructor kwargs")
+            return item.tolist()
+        if isinstance(item, np.generic):
+            return item.item()
+        if item is None or isinstance(item, (str, int, float, bool)):
+            return item
+        return f"<{type(item).__name__}>"
+
+    return copy(value, 0)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Our snapshot format.
 
 
-def snapshot_state_from_nvidia(networks: NvidiaNetworks) -> dict[str, Any]:
-    """A weights-only snapshot dict (stylegan_core.io.snapshot format) from imported networks, for ``--resume``.
+def snapshot_state_from_nvidia(networks: NvidiaNetworks) -> Snapshot:
+    """A weights-only Snapshot from imported networks, for ``--resume`` and ``import-nvidia``.
 
-    Progress and options are empty and ``weights_only`` is True: training from it is always a transfer (fine-tune).
-    A missing G is taken from G_ema (and the other way round), as both are needed to train.
+    It has no progress or options: training from it is always a transfer (fine-tune). A missing G is taken from
+    G_ema (and the other way round), as both are needed to train.
     """
-    from stylegan_core.io.snapshot import SNAPSHOT_FORMAT
+    from stylegan_core.io.snapshot import Snapshot
 
     if networks.D is None:
         raise ValueError(f"{networks.source} holds no D network, which a training snapshot needs (commands that "
@@ -262,19 +324,12 @@ def snapshot_state_from_nvidia(networks: NvidiaNetworks) -> dict[str, Any]:
     if G_ema is None:
         G_ema = G
         notes.append("G_ema missing: copied from G")
-    return {
-        "format": SNAPSHOT_FORMAT,
-        "G_kwargs": _plain(G.init_kwargs),
-        "D_kwargs": _plain(D.init_kwargs),
-        **{name: _cpu_state(module) for name, module in (("G", G), ("D", D), ("G_ema", G_ema))},
-        "augment": {"pipe": None, "p": None if p is None else torch.tensor(p), "ada": None},
-        "progress": {},
-        "options": {},
-        "weights_only": True,
-        "imported_from": {
-            "file": Path(networks.source).name, "notes": notes, "training_set_kwargs": networks.training_set_kwargs,
-        },
-    }  # fmt: skip
+    return Snapshot(
+        G_kwargs=_plain(G.init_kwargs, networks.source), D_kwargs=_plain(D.init_kwargs, networks.source),
+        G=_cpu_state(G), D=_cpu_state(D), G_ema=_cpu_state(G_ema), augment_p=p,
+        imported_from={"file": Path(networks.source).name, "notes": notes,
+                       "training_set_kwargs": networks.training_set_kwargs},
+    )  # fmt: skip
 
 
 def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -16,19 +16,29 @@ StyleGAN3's file), torch's tensor rebuild functions (replaced by our own), tenso
 
 from __future__ import annotations
 
-import io
+import mmap
 import os
 import pickle
 import warnings
 import zipfile
 from collections import OrderedDict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
+
+from stylegan_core.io import pickle_numpy
+from stylegan_core.io.limits import (
+    MAX_FILE_BYTES,
+    MAX_TENSOR_DIMS,
+    MAX_TOTAL_STORAGE_BYTES,
+    LimitError,
+    UnsafePickleError,
+)
+from stylegan_core.io.nvidia_storage import load_storage_blob, tensor_from_storage
+from stylegan_core.io.pickle_scan import scan_pickle
 
 # `torch.save(..., _use_new_zipfile_serialization=False)` files start with this pickled magic number.
 _LEGACY_TORCH_MAGIC = pickle.dumps(0x1950A86A20F9469CFC6C, protocol=2)[2:-1]
@@ -37,10 +47,6 @@ _SG3_SOURCE_MARKER = "fused_modconv_default"
 # Protocol-2 pickles name Python 2 modules.
 _PYTHON2_MODULES = {"__builtin__": "builtins", "copy_reg": "copyreg"}
 _TORCH_DTYPES = {name: value for name, value in vars(torch).items() if isinstance(value, torch.dtype)}
-
-
-class UnsafePickleError(ValueError):
-    """The pickle asks for something a network pickle never needs; nothing it names was imported or run."""
 
 
 @dataclass
@@ -68,6 +74,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         super().__init__(file)
         self.source = source
         self._allowed = self._allowed_globals()
+        self._storage_budget = [MAX_TOTAL_STORAGE_BYTES]
 
     def find_class(self, module: str, name: str) -> Any:
         module = _PYTHON2_MODULES.get(module, module)
@@ -87,19 +94,18 @@ class RestrictedUnpickler(pickle.Unpickler):
             "network snapshots are"
         )
 
-    def _allowed_globals(self) -> dict[tuple[str, str], Callable[..., Any]]:
-        numpy_scalar = np.float64(0).__reduce__()[0]
-        numpy_reconstruct = np.zeros(1).__reduce__()[0]
-        numpy_frombuffer = np.zeros(1).__reduce_ex__(5)[0]  # arrays pickled with protocol 5
-        table: dict[tuple[str, str], Callable[..., Any]] = {
+    def _allowed_globals(self) -> dict[tuple[str, str], Any]:
+        # Classes that must only be *data* (torch.Tensor, Parameter, numpy.ndarray) map to markers that cannot be
+        # called; everything callable here checks its arguments before allocating.
+        table: dict[tuple[str, str], Any] = {
             ("torch_utils.persistence", "_reconstruct_persistent_obj"): self._record_persistent_object,
             ("dnnlib.util", "EasyDict"): dict,
             ("dnnlib", "EasyDict"): dict,
             ("collections", "OrderedDict"): OrderedDict,
             ("builtins", "set"): set,
             ("builtins", "frozenset"): frozenset,
-            ("builtins", "bytearray"): bytearray,
-            ("builtins", "complex"): complex,
+            ("builtins", "bytearray"): _bytearray,
+            ("builtins", "complex"): _complex,
             ("_codecs", "encode"): _latin1_bytes,  # how protocol 2 writes `bytes`
             ("torch.storage", "_load_from_bytes"): self._load_storage_bytes,
             ("torch._utils", "_rebuild_tensor"): _rebuild_tensor,
@@ -110,18 +116,18 @@ class RestrictedUnpickler(pickle.Unpickler):
             ("torch._tensor", "_rebuild_from_type_v2"): _rebuild_from_type,
             ("torch._tensor", "_rebuild_from_type"): _rebuild_from_type,  # torch 1.x names, same arguments
             ("torch.tensor", "_rebuild_from_type"): _rebuild_from_type,
-            ("torch", "Tensor"): torch.Tensor,
-            ("torch.nn.parameter", "Parameter"): torch.nn.Parameter,
-            ("torch", "Size"): torch.Size,
-            ("torch", "device"): torch.device,
-            ("numpy", "dtype"): np.dtype,
-            ("numpy", "ndarray"): np.ndarray,
+            ("torch", "Tensor"): _TENSOR,
+            ("torch.nn.parameter", "Parameter"): _PARAMETER,
+            ("torch", "Size"): _size,
+            ("torch", "device"): _device,
+            ("numpy", "dtype"): pickle_numpy.DtypeSpec,
+            ("numpy", "ndarray"): pickle_numpy.NDARRAY,
         }
         for numpy_core in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1 and numpy 2 spellings
-            table[(numpy_core, "scalar")] = numpy_scalar
-            table[(numpy_core, "_reconstruct")] = lambda cls, *args: _numpy_reconstruct(numpy_reconstruct, cls, *args)
+            table[(numpy_core, "scalar")] = pickle_numpy.scalar
+            table[(numpy_core, "_reconstruct")] = pickle_numpy.reconstruct
         for numpy_numeric in ("numpy.core.numeric", "numpy._core.numeric"):
-            table[(numpy_numeric, "_frombuffer")] = numpy_frombuffer
+            table[(numpy_numeric, "_frombuffer")] = pickle_numpy.frombuffer
         return table
 
     def _record_persistent_object(self, meta: Any) -> ModuleRecord:
@@ -135,17 +141,7 @@ class RestrictedUnpickler(pickle.Unpickler):
         return ModuleRecord(meta["class_name"], dict(meta["state"]), meta.get("version"), flavour)
 
     def _load_storage_bytes(self, data: Any) -> Any:
-        if not isinstance(data, (bytes, bytearray)):
-            raise ValueError(f"{self.source}: a tensor storage is {type(data).__name__}, expected bytes")
-        try:
-            storage = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
-        except pickle.UnpicklingError as error:
-            raise UnsafePickleError(
-                f"refusing to load {self.source}: a tensor storage in it is not plain data ({error})"
-            ) from None
-        if not isinstance(storage, (torch.storage.TypedStorage, torch.UntypedStorage)):
-            raise ValueError(f"{self.source}: a tensor storage holds a {type(storage).__name__}, expected a storage")
-        return storage
+        return load_storage_blob(data, f"refusing to load {self.source}", self._storage_budget)
 
 
 def _latin1_bytes(text: Any, encoding: str = "utf-8") -> bytes:
@@ -154,38 +150,67 @@ def _latin1_bytes(text: Any, encoding: str = "utf-8") -> bytes:
     return text.encode("latin1")
 
 
-def _numpy_reconstruct(reconstruct: Callable[..., Any], cls: Any, *args: Any) -> Any:
-    if cls is not np.ndarray:
-        raise ValueError(f"numpy _reconstruct of {cls!r} refused: only plain arrays are accepted")
-    return reconstruct(cls, *args)
+class _DataOnly:
+    """A class a pickle may name as data (an argument of _rebuild_from_type), never call."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> None:
+        raise UnsafePickleError(f"{self.name} is called directly; network pickles only name it as a tensor type")
 
 
-def _tensor_from_storage(storage: Any, offset: Any, size: Any, stride: Any, dtype: Any = None) -> torch.Tensor:
-    if isinstance(storage, torch.storage.TypedStorage):
-        untyped, dtype = storage.untyped(), storage.dtype
-    elif isinstance(storage, torch.UntypedStorage) and isinstance(dtype, torch.dtype):
-        untyped = storage
-    else:
-        raise ValueError(f"tensor data is a {type(storage).__name__}, expected a torch storage")
-    size, stride = tuple(int(n) for n in size), tuple(int(n) for n in stride)
-    return torch.empty((0,), dtype=dtype).set_(untyped, int(offset), size, stride)
+_TENSOR, _PARAMETER = _DataOnly("torch.Tensor"), _DataOnly("torch.nn.Parameter")
+
+
+def _bytearray(data: Any = b"", encoding: Any = None) -> bytearray:
+    # Protocols 2-4 write bytearray(bytes) or bytearray(str, 'latin-1'); bytearray(n) would allocate n bytes.
+    if isinstance(data, bytes) and encoding is None:
+        return bytearray(data)
+    if isinstance(data, str) and encoding in ("latin1", "latin-1"):
+        return bytearray(data, "latin-1")
+    raise UnsafePickleError(f"bytearray({type(data).__name__}) refused: only bytearray(bytes) is accepted")
+
+
+def _complex(real: Any = 0.0, imag: Any = 0.0) -> complex:
+    if not all(isinstance(part, (int, float)) and abs(part) < 1e308 for part in (real, imag)):
+        raise ValueError("complex() refused: only two plain numbers are accepted")
+    return complex(real, imag)
+
+
+def _size(dims: Any = ()) -> torch.Size:
+    return torch.Size(_ints(dims, "torch.Size"))
+
+
+def _ints(values: Any, what: str) -> tuple[int, ...]:
+    if not isinstance(values, (tuple, list)) or len(values) > MAX_TENSOR_DIMS or not all(
+        type(value) is int for value in values
+    ):
+        raise ValueError(f"{what} is not a short sequence of integers")
+    return tuple(values)
+
+
+def _device(kind: Any, index: Any = None) -> torch.device:
+    if not isinstance(kind, str) or len(kind) > 16 or not (index is None or type(index) is int):
+        raise ValueError("torch.device refused: expected a short device name")
+    return torch.device(kind) if index is None else torch.device(kind, index)
 
 
 def _rebuild_tensor(storage: Any, offset: Any, size: Any, stride: Any) -> torch.Tensor:
-    return _tensor_from_storage(storage, offset, size, stride)
+    return tensor_from_storage(storage, offset, size, stride)
 
 
 def _rebuild_tensor_v2(storage, offset, size, stride, requires_grad=False, hooks=None, metadata=None) -> torch.Tensor:
     # requires_grad and (always empty) backward hooks do not matter for weights that are copied into our modules.
     if metadata:
-        raise ValueError(f"tensor metadata {metadata!r} (conjugate/negative views) is not supported")
-    return _tensor_from_storage(storage, offset, size, stride)
+        raise ValueError("tensor metadata (conjugate/negative views) is not supported")
+    return tensor_from_storage(storage, offset, size, stride)
 
 
 def _rebuild_tensor_v3(storage, offset, size, stride, requires_grad, hooks, dtype, metadata=None) -> torch.Tensor:
     if metadata:
-        raise ValueError(f"tensor metadata {metadata!r} (conjugate/negative views) is not supported")
-    return _tensor_from_storage(storage, offset, size, stride, dtype)
+        raise ValueError("tensor metadata (conjugate/negative views) is not supported")
+    return tensor_from_storage(storage, offset, size, stride, dtype)
 
 
 def _rebuild_parameter(data: Any, requires_grad: Any = False, hooks: Any = None, state: Any = None) -> torch.Tensor:
@@ -196,15 +221,20 @@ def _rebuild_parameter(data: Any, requires_grad: Any = False, hooks: Any = None,
 
 def _rebuild_from_type(func: Any, new_type: Any, args: Any, state: Any) -> torch.Tensor:
     # Tensors carrying Python attributes; the attributes are dropped, the values kept.
-    if func not in (_rebuild_tensor, _rebuild_tensor_v2, _rebuild_tensor_v3) or new_type not in (
-        torch.Tensor, torch.nn.Parameter,
-    ):  # fmt: skip
-        raise ValueError(f"tensor subclass {new_type!r} rebuilt by {func!r} is not supported")
+    if func not in (_rebuild_tensor, _rebuild_tensor_v2, _rebuild_tensor_v3) or new_type not in (_TENSOR, _PARAMETER):
+        raise ValueError("a tensor subclass or rebuild function that networks never use")
+    if not isinstance(args, tuple):
+        raise ValueError("tensor rebuild arguments are not a tuple")
     return func(*args)
 
 
 def read_nvidia_pickle(path: str | os.PathLike[str]) -> Any:
-    """The unpickled top-level object of ``path`` (persistent objects as ModuleRecord); nothing in it is run."""
+    """The unpickled top-level object of ``path`` (persistent objects as ModuleRecord); nothing in it is run.
+
+    The file's opcodes are checked against stylegan_core.io.limits first (declared lengths, memo indices, nesting
+    depth, value count), so nothing larger than the file itself is allocated; every refusal is a ValueError whose
+    one-line message names the file.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"network pickle {path} does not exist")
@@ -213,13 +243,30 @@ def read_nvidia_pickle(path: str | os.PathLike[str]) -> Any:
     if not is_nvidia_pickle(path):
         raise ValueError(f"{path} is not an NVIDIA network pickle (no pickle protocol 2-5 header, or a legacy "
                          "torch.save file)")  # fmt: skip
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise LimitError(f"refusing to load {path}: {size} bytes is more than any real network pickle "
+                         f"(limit {MAX_FILE_BYTES})")  # fmt: skip
     try:
-        with open(path, "rb") as file, warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated")
-            return RestrictedUnpickler(file, str(path)).load()
+        with open(path, "rb") as file, mmap.mmap(file.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            scan_pickle(data, f"refusing to load {path}")
+            if data.tell() != size:
+                raise ValueError(f"{path}: {size - data.tell()} bytes follow the pickle (corrupt file)")
+            data.seek(0)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*TypedStorage is deprecated")
+                return RestrictedUnpickler(data, str(path)).load()
     except ValueError as error:
         if str(path) in str(error):  # ours, naming the file already (refusals included)
             raise
-        raise ValueError(f"{path}: cannot read network pickle ({error})") from None
+        raise ValueError(f"{path}: cannot read network pickle ({_one_line(error)})") from None
+    except RecursionError:
+        raise LimitError(f"refusing to load {path}: values nested too deeply") from None
     except Exception as error:  # corrupt or truncated files raise many unrelated types
-        raise ValueError(f"{path}: cannot read network pickle ({type(error).__name__}: {error})") from None
+        raise ValueError(f"{path}: truncated or corrupt network pickle ({type(error).__name__}: "
+                         f"{_one_line(error)})") from None  # fmt: skip
+
+
+def _one_line(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return text if len(text) <= 300 else text[:300] + " ..."

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from stylegan_core.io.snapshot import SNAPSHOT_FORMAT, save_snapshot, snapshot_label, snapshot_path
+from stylegan_core.io.snapshot import DatasetInfo, Progress, Snapshot, save_snapshot, snapshot_label, snapshot_path
 from stylegan_core.training.callbacks import SnapshotInfo, TrainCallbacks
 from stylegan_core.training.distributed import gather_objects
 from stylegan_core.training.state import capture_rng_state, copy_weights, restore_rng_state
@@ -50,40 +50,23 @@ def _cpu_state(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {name: tensor.detach().cpu().clone() for name, tensor in module.state_dict().items()}
 
 
-def snapshot_state(run: TrainingRun, rank_states: list[dict[str, Any]]) -> dict[str, Any]:
-    """The whole training state as plain data and CPU tensors (keys documented in stylegan_core.io.snapshot)."""
-    dataset = run.dataset
-    return {
-        "format": SNAPSHOT_FORMAT,
-        "G_kwargs": run.G.init_kwargs,
-        "D_kwargs": run.D.init_kwargs,
-        "G": _cpu_state(run.G),
-        "D": _cpu_state(run.D),
-        "G_ema": _cpu_state(run.G_ema),
-        "G_opt": run.G_opt.state_dict(),
-        "D_opt": run.D_opt.state_dict(),
-        "augment": {
-            "pipe": run.options.augment.pipe if run.augment_pipe is not None else None,
-            "p": run.augment_pipe.p.detach().cpu().clone() if run.augment_pipe is not None else None,
-            "ada": [state["ada"] for state in rank_states] if run.ada is not None else None,
-        },
-        "progress": {
-            "cur_nimg": run.progress.cur_nimg,
-            "cur_tick": run.progress.cur_tick,
-            "batch_idx": run.progress.batch_idx,
-        },
-        "pl_mean": torch.stack([state["pl_mean"] for state in rank_states]),
-        "rng": [state["rng"] for state in rank_states],
-        "world_size": run.world.world_size,
-        "options": run.options.to_dict(),
-        "dataset": {
-            "content_hash": dataset.content_hash,
-            "resolution": dataset.resolution,
-            "num_channels": dataset.num_channels,
-            "label_dim": dataset.label_dim,
-            "class_names": dataset_class_names(run.options.data.path),
-        },
-    }
+def snapshot_state(run: TrainingRun, rank_states: list[dict[str, Any]]) -> Snapshot:
+    """The whole training state as plain data and CPU tensors (the one Snapshot type of stylegan_core.io.snapshot)."""
+    dataset, pipe = run.dataset, run.augment_pipe
+    return Snapshot(
+        G_kwargs=run.G.init_kwargs, D_kwargs=run.D.init_kwargs,
+        G=_cpu_state(run.G), D=_cpu_state(run.D), G_ema=_cpu_state(run.G_ema),
+        G_opt=run.G_opt.state_dict(), D_opt=run.D_opt.state_dict(),
+        augment_pipe=run.options.augment.pipe if pipe is not None else None,
+        augment_p=float(pipe.p.detach().cpu()) if pipe is not None else None,
+        ada=tuple(state["ada"] for state in rank_states) if run.ada is not None else None,
+        progress=Progress(run.progress.cur_nimg, run.progress.cur_tick, run.progress.batch_idx),
+        pl_mean=torch.stack([state["pl_mean"] for state in rank_states]),
+        rng=tuple(state["rng"] for state in rank_states), world_size=run.world.world_size,
+        options=run.options.to_dict(),
+        dataset=DatasetInfo(dataset.content_hash, dataset.resolution, dataset.num_channels, dataset.label_dim,
+                            dataset_class_names(run.options.data.path)),
+    )  # fmt: skip
 
 
 def dataset_class_names(data_path: str) -> list[str] | None:
@@ -99,26 +82,26 @@ def dataset_class_names(data_path: str) -> list[str] | None:
     return [str(name) for name in names] if names else None
 
 
-def restore(run: TrainingRun, snapshot: dict[str, Any]) -> None:
+def restore(run: TrainingRun, snapshot: Snapshot) -> None:
     """Continue: put every piece of saved state back (this rank's RNG and pl_mean when the world size matches)."""
-    for name, module in (("G", run.G), ("D", run.D), ("G_ema", run.G_ema)):
-        module.load_state_dict(snapshot[name])
-    _load_optimizer(run.G_opt, snapshot["G_opt"])
-    _load_optimizer(run.D_opt, snapshot["D_opt"])
-    augment = snapshot.get("augment") or {}
-    if run.augment_pipe is not None and augment.get("p") is not None:
-        run.augment_pipe.p.copy_(augment["p"])
-    if run.ada is not None and augment.get("ada") is not None:
-        run.ada.load_state_dict(_ada_state_for_rank(augment["ada"], run.world.rank, run.world.world_size))
-    progress = snapshot["progress"]
-    run.progress.cur_nimg = run.progress.tick_start_nimg = int(progress["cur_nimg"])
-    run.progress.batch_idx = int(progress["batch_idx"])
-    run.progress.cur_tick = int(progress["cur_tick"]) + 1  # the snapshot was written at the end of that tick
-    same_world = snapshot.get("world_size") == run.world.world_size
+    assert snapshot.progress is not None and snapshot.pl_mean is not None and snapshot.rng is not None
+    for module, state in ((run.G, snapshot.G), (run.D, snapshot.D), (run.G_ema, snapshot.G_ema)):
+        module.load_state_dict(state)
+    _load_optimizer(run.G_opt, snapshot.G_opt)
+    _load_optimizer(run.D_opt, snapshot.D_opt)
+    if run.augment_pipe is not None and snapshot.augment_p is not None:
+        run.augment_pipe.p.fill_(snapshot.augment_p)
+    if run.ada is not None and snapshot.ada is not None:
+        run.ada.load_state_dict(_ada_state_for_rank(list(snapshot.ada), run.world.rank, run.world.world_size))
+    progress = snapshot.progress
+    run.progress.cur_nimg = run.progress.tick_start_nimg = progress.cur_nimg
+    run.progress.batch_idx = progress.batch_idx
+    run.progress.cur_tick = progress.cur_tick + 1  # the snapshot was written at the end of that tick
+    same_world = snapshot.world_size == run.world.world_size
     rank = run.world.rank if same_world else 0
-    run.loss.pl_mean.copy_(snapshot["pl_mean"][rank])
+    run.loss.pl_mean.copy_(snapshot.pl_mean[rank])
     if same_world:
-        restore_rng_state(snapshot["rng"][rank])
+        restore_rng_state(snapshot.rng[rank])
 
 
 def _ada_state_for_rank(per_rank: list[dict[str, float]], rank: int, world_size: int) -> dict[str, float]:
@@ -140,11 +123,11 @@ def _load_optimizer(optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> 
         group.update(values)
 
 
-def transfer(run: TrainingRun, snapshot: dict[str, Any]) -> None:
+def transfer(run: TrainingRun, snapshot: Snapshot) -> None:
     """Fine-tune: copy G, D and G_ema weights by name; optimisers, progress and augment p start afresh."""
     source = run.options.loop.resume
     targets = {"G": run.G, "D": run.D, "G_ema": run.G_ema}
-    kept = copy_weights(targets, snapshot, f"--resume {source}")
+    kept = copy_weights(targets, snapshot.to_dict(), f"--resume {source}")
     if kept:
         more = " ..." if len(kept) > 20 else ""
         run.log.write(f"Not in {source}, left at their initial values: {', '.join(kept[:20])}{more}")

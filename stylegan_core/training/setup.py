@@ -17,6 +17,7 @@ import torch
 
 from stylegan_core.config import DataConfig, LoopConfig, OptimizerConfig, TrainOptions
 from stylegan_core.io.atomic import write_text_atomic
+from stylegan_core.io.snapshot import Snapshot
 from stylegan_core.presets import batch_geometry, resolve_precision, validate_options
 from stylegan_core.training import checkpoint
 from stylegan_core.training.callbacks import TrainResult
@@ -199,6 +200,8 @@ def open_dataset(data: DataConfig, seed: int) -> Any:
     dataset = ImageDataset(data.path, use_labels=data.cond, max_size=data.subset, xflip=data.mirror, random_seed=seed)
     if data.cond and not dataset.has_labels:
         raise ValueError(f"--cond=True requires labels specified in dataset.json, and {data.path} has none")
+    _ = dataset.content_hash  # reads every member once now (CRC-checked), so a corrupt one fails before training
+    dataset.verify_images()  # and decodes every image of a small dataset (corrupt compressed data)
     return dataset
 
 
@@ -216,7 +219,7 @@ def _build_networks(options: TrainOptions, dataset: Any, device: torch.device) -
 
 def _resolve_resume(
     options: TrainOptions, G: torch.nn.Module, D: torch.nn.Module, dataset: Any, log: RunLog
-) -> tuple[dict[str, Any] | None, bool, TrainOptions]:
+) -> tuple[Snapshot | None, bool, TrainOptions]:
     if not options.loop.resume:
         return None, False, options
     snapshot = _load_resume_state(options.loop.resume)
@@ -224,8 +227,8 @@ def _resolve_resume(
         log.write(f"Fine-tuning from the weights in {options.loop.resume} (different data or networks: progress, "
                   "optimiser state and augment p start afresh).")  # fmt: skip
         return snapshot, False, options
-    options, changes = continued_options(options, snapshot["options"])
-    kimg = snapshot["progress"]["cur_nimg"] / 1000
+    options, changes = continued_options(options, snapshot.options)
+    kimg = snapshot.progress.cur_nimg / 1000
     log.write(f"Continuing the training in {options.loop.resume} from kimg {kimg:g}.")
     if changes:
         log.write("Options changed since the snapshot (the continuation is not exact): " + "; ".join(changes))

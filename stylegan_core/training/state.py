@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from stylegan_core.config import TrainOptions
-from stylegan_core.io.snapshot import is_snapshot_file, load_snapshot
+from stylegan_core.io.snapshot import Snapshot, is_snapshot_file, load_snapshot
 
 # Options that do not change what a step computes: a continued run takes them from the new options freely.
 RUN_CONTROL_FIELDS = {
@@ -69,8 +69,8 @@ def _python_state_to_plain(state: tuple) -> list[Any]:
     return [version, list(internal), gauss_next]
 
 
-def _load_resume_state(path: str | Path) -> dict[str, Any]:
-    """Read `--resume PATH` as a snapshot dict, dispatching on the file type.
+def _load_resume_state(path: str | Path) -> Snapshot:
+    """Read `--resume PATH` as a Snapshot, dispatching on the file type.
 
     Our snapshot (a torch.save archive) comes back whole; an NVIDIA network pickle is imported without running its
     code (stylegan_core.io.nvidia) as a weights-only state, which always means fine-tuning.
@@ -89,14 +89,14 @@ def _load_resume_state(path: str | Path) -> dict[str, Any]:
     return snapshot_state_from_nvidia(load_nvidia_pickle(path))
 
 
-def can_continue(snapshot: Mapping[str, Any], G_kwargs: Mapping, D_kwargs: Mapping, dataset_hash: str) -> bool:
+def can_continue(snapshot: Snapshot, G_kwargs: Mapping, D_kwargs: Mapping, dataset_hash: str) -> bool:
     """True if the snapshot is a full state of the same networks trained on the same data."""
     return (
-        not snapshot.get("weights_only", False)
-        and "progress" in snapshot
-        and snapshot.get("dataset", {}).get("content_hash") == dataset_hash
-        and _plain(snapshot["G_kwargs"]) == _plain(G_kwargs)
-        and _plain(snapshot["D_kwargs"]) == _plain(D_kwargs)
+        not snapshot.weights_only
+        and snapshot.dataset is not None
+        and snapshot.dataset.content_hash == dataset_hash
+        and _plain(snapshot.G_kwargs) == _plain(G_kwargs)
+        and _plain(snapshot.D_kwargs) == _plain(D_kwargs)
     )
 
 

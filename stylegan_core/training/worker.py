@@ -160,6 +160,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except TrainingDivergedError as error:
             print(str(error), file=sys.stderr)
             return 3
+        except (ValueError, OSError) as error:  # bad data or --resume: one line and exit 1, as every entry point
+            from stylegan_core.errors import one_line
+
+            print(f"stylegan worker: error: {one_line(error)}", file=sys.stderr)
+            return 1
         hooks.on_result(result)
     if os.environ.get("RANK", "0") == "0":
         print(json.dumps({"kimg": result.kimg, "last_snapshot": str(result.last_snapshot), "aborted": result.aborted}))
