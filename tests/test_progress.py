@@ -7,7 +7,7 @@ import pytest
 from metrics_support import CountingDetector, random_images, tiny_generator, write_zip
 from training_support import tiny_options, write_tiny_dataset
 
-from stylegan_core.metrics import compute_metrics
+from stylegan_core.metrics import compute_metrics, progress
 from stylegan_core.metrics.progress import LineProgress, format_duration, slow_metric_note
 from stylegan_core.training import TrainCallbacks, checkpoint, train
 from stylegan_core.training.report import SnapshotGrid, tick_line
@@ -48,6 +48,7 @@ def test_training_prints_progress_once_through_the_log_callback(dataset, tmp_pat
 def test_cpu_training_with_a_50k_metric_says_how_long_and_what_to_choose(dataset, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(SnapshotGrid, "write_fakes", lambda self, G_ema, path, batch: None)
     monkeypatch.setattr(checkpoint, "evaluate_metrics", lambda run, path: {})  # not 50k images in a test
+    monkeypatch.setattr(progress.MEASURED, "images_per_second", None)  # the CPU default, not an earlier test's rate
     train(tiny_options(dataset, aug="noaug", kimg=0.004, metrics="fid50k_full"), tmp_path)
     out = capsys.readouterr().out
     note = next(line for line in out.splitlines() if line.startswith("Note: --metrics fid50k_full"))

@@ -12,6 +12,7 @@ from training_support import replace_loop, tiny_options, write_tiny_dataset
 
 from stylegan_core.ops import dispatch
 from stylegan_core.options import resolve_environment
+from stylegan_core.training import TrainCallbacks
 from stylegan_core.training.report import SnapshotGrid
 from stylegan_core.training.worker import read_options, run_training
 
@@ -38,13 +39,16 @@ def test_environment_switches_are_fallbacks_written_into_the_options(dataset) ->
 def test_training_options_json_records_the_ops_implementation(dataset, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(SnapshotGrid, "write_fakes", lambda self, G_ema, path, batch: None)
     monkeypatch.setenv("STYLEGAN_OPS_IMPL", "ref")
-    try:
-        run_training(tiny_options(dataset, aug="noaug", kimg=0.004, tick=0.004, snap="none"), tmp_path)
-        assert dispatch.env_impl() == "ref"
-    finally:
-        dispatch.set_process_impl(None)
+    seen = []
+    callbacks = TrainCallbacks(on_tick=lambda tick: seen.append(dispatch.env_impl()))
+    run_training(tiny_options(dataset, aug="noaug", kimg=0.004, tick=0.004, snap="none"), tmp_path, callbacks)
     recorded = json.loads((tmp_path / "training_options.json").read_text())
     assert recorded["loop"]["ops_impl"] == "ref"
+    monkeypatch.delenv("STYLEGAN_OPS_IMPL")
+    chosen = tiny_options(dataset, aug="noaug", kimg=0.004, tick=0.004, snap="none", ops_impl="ref")
+    run_training(chosen, tmp_path / "b", callbacks)
+    assert seen and set(seen) == {"ref"}  # the option is what impl="auto" means while the run trains
+    assert dispatch.env_impl() == "auto"  # and is not left behind for later callers in this process
 
 
 def test_option_files_are_checked_like_the_cli(dataset, tmp_path) -> None:

@@ -17,9 +17,11 @@ The outcome of the build is remembered for the life of the process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import warnings
+from collections.abc import Iterator
 from typing import Literal
 
 import torch
@@ -39,6 +41,18 @@ def set_process_impl(impl: str | None) -> None:
     if impl is not None and impl not in IMPLS:
         raise ValueError(f"ops implementation must be one of {', '.join(IMPLS)}, got {impl!r}")
     _process_impl = impl
+
+
+@contextlib.contextmanager
+def process_impl(impl: str | None) -> Iterator[None]:
+    """`set_process_impl(impl)` for the block, then the previous choice again: a training run called in a process that
+    goes on (a test, a notebook, a second run) must not leave its `ops_impl` behind for later callers."""
+    previous = _process_impl
+    set_process_impl(impl)
+    try:
+        yield
+    finally:
+        set_process_impl(previous)
 
 
 def env_impl() -> str:

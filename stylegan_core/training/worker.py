@@ -83,13 +83,10 @@ class AbortOnSignal:
 
 
 def prepare_options(options: TrainOptions, environ: dict[str, str] | None = None) -> TrainOptions:
-    """The options as they will run: environment fallbacks written in, the ops implementation set for the process."""
-    from stylegan_core.ops.dispatch import set_process_impl
+    """The options as they will run: environment fallbacks written in."""
     from stylegan_core.options import resolve_environment
 
-    options = resolve_environment(options, dict(os.environ) if environ is None else environ)
-    set_process_impl(options.loop.ops_impl)
-    return options
+    return resolve_environment(options, dict(os.environ) if environ is None else environ)
 
 
 def run_training(
@@ -104,7 +101,10 @@ def run_training(
     latest = find_latest_snapshot(run_dir)
     if latest is not None:
         options = dataclasses.replace(options, loop=dataclasses.replace(options.loop, resume=str(latest)))
-    return train(options, Path(run_dir), callbacks, world=world)
+    from stylegan_core.ops.dispatch import process_impl
+
+    with process_impl(options.loop.ops_impl):  # what impl="auto" means in the ops while this run trains
+        return train(options, Path(run_dir), callbacks, world=world)
 
 
 def read_options(path: Path) -> TrainOptions:
