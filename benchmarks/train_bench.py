@@ -1,6 +1,6 @@
 """Training throughput of one configuration on one device: steady-state sec/kimg, peak RSS, peak GPU memory.
 
-Generalises `train_cpu.py` (its fixed tiny configuration is `--resolution 32 --cfg auto --batch 8 --cbase 1024
+Replaces `train_cpu.py` (whose fixed tiny configuration was `--resolution 32 --cfg auto --batch 8 --cbase 1024
 --cmax 64 --map 2 --fp32 --p 0.2`). The configuration is NVIDIA's preset (`--cfg`) at `--resolution` with only the
 options given here changed; the dataset is generated (64 smooth random images) unless `--data` is given.
 

@@ -208,12 +208,13 @@ class TrainOptions:
         _reject_unknown("TrainOptions", data, sections)
         kwargs: dict[str, Any] = {}
         for name, value in data.items():
-            section_type = _SECTION_TYPES.get(name)
+            section_type = SECTION_TYPES.get(name)
             kwargs[name] = value if section_type is None else _section_from_dict(section_type, value)
         return cls(**kwargs)
 
 
-_SECTION_TYPES: dict[str, type] = {
+# Section name in TrainOptions (and in training_options.json, spec files, the option table) -> its dataclass.
+SECTION_TYPES: dict[str, type] = {
     "network": NetworkConfig,
     "loss": LossConfig,
     "augment": AugmentConfig,

@@ -21,27 +21,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from stylegan_core.config import (
-    AdaConfig,
-    AugmentConfig,
-    DataConfig,
-    LoopConfig,
-    LossConfig,
-    MetricsConfig,
-    NetworkConfig,
-    OptimizerConfig,
+    SECTION_TYPES,
     TrainOptions,
 )
 
-SECTIONS: dict[str, type] = {
-    "network": NetworkConfig,
-    "loss": LossConfig,
-    "augment": AugmentConfig,
-    "ada": AdaConfig,
-    "optimizer": OptimizerConfig,
-    "data": DataConfig,
-    "loop": LoopConfig,
-    "metrics": MetricsConfig,
-}
 # Upper bounds: far above any real run (NVIDIA's largest networks: 1024 px, 512 channels, batch 64, 25 000 kimg),
 # low enough that a typo cannot ask for an allocation the machine cannot make.
 MAX_DIM = 8192
@@ -228,7 +211,7 @@ class OverrideKey:
 
 
 def _field_type(section: str, name: str) -> Any:
-    return typing.get_type_hints(SECTIONS[section])[name]
+    return typing.get_type_hints(SECTION_TYPES[section])[name]
 
 
 def _row(key: str, target: str, help: str, parse: Callable[[object], Any] | None = None) -> OverrideKey:
