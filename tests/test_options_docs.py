@@ -70,6 +70,7 @@ def _spec_check(*paths: Path) -> subprocess.CompletedProcess[str]:
 
 def test_spec_check_reports_every_bad_file_in_one_line(tmp_path: Path) -> None:
     minimal = "name: {name}\nsource: {{kind: folder, path: x}}\nresolutions: [32]\n"
+    (tmp_path / "x").mkdir()  # a source that exists: groups whose data is absent are left out on purpose
     (tmp_path / "good.yaml").write_text(minimal.format(name="good"))
     (tmp_path / "typo.yaml").write_text(minimal.format(name="typo") + "configs:\n  a:\n    cfg: paper256\n")
     (tmp_path / "cron.yaml").write_text(minimal.format(name="cron") + "schedule: '61 * * * *'\n")
@@ -109,6 +110,7 @@ def test_one_bad_spec_leaves_the_other_groups_loaded(tmp_path: Path, caplog: pyt
     from dagster_project.definitions import build_definitions
 
     minimal = "name: {name}\nsource: {{kind: folder, path: x}}\nresolutions: [32]\n"
+    (tmp_path / "x").mkdir()  # a source that exists: groups whose data is absent are left out on purpose
     (tmp_path / "good.yaml").write_text(minimal.format(name="good"))
     (tmp_path / "bad.yaml").write_text(minimal.format(name="bad") + "configs:\n  a:\n    mbstd_group: 3\n")
     with caplog.at_level(logging.ERROR):
