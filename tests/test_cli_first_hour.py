@@ -141,3 +141,15 @@ def test_pipeline_device_cuda_without_cuda_is_one_sentence(tmp_path):
 
     with pytest.raises(ValueError, match=r"^stylegan resource device 'cuda': no CUDA here .*STYLEGAN_DEVICE=cpu"):
         StyleGANResource(artifacts_dir=str(tmp_path), device="cuda").torch_device()
+
+
+@pytest.mark.parametrize("command", ["generate", "style-mixing", "video"])
+@pytest.mark.parametrize("psi", ["nan", "inf", "-inf", "x"])
+def test_truncation_psi_must_be_a_finite_number(command, psi, tmp_path, capsys):
+    # argparse refuses before any network is loaded (the path need not exist): a usage error, exit 2, one line
+    extra = {"generate": ["--seeds", "0"], "style-mixing": ["--rows", "1", "--cols", "2"], "video": []}[command]
+    out = ["--output", str(tmp_path / "v.mp4")] if command == "video" else ["--outdir", str(tmp_path)]
+    with pytest.raises(SystemExit) as exit_info:
+        main([command, "--network", str(tmp_path / "none.pt"), *extra, *out, f"--trunc={psi}"])
+    assert exit_info.value.code == 2
+    assert "truncation psi must be" in capsys.readouterr().err

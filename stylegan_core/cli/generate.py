@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 import torch
@@ -28,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--seeds", type=seeds_argument, help="e.g. 0-15 or 1,5,9-12")
     source.add_argument("--projected-w", type=Path, metavar="NPZ",
                         help="a projector's projected_w.npz: writes proj00.png, ... to --outdir")  # fmt: skip
-    parser.add_argument("--trunc", dest="truncation_psi", type=float, default=DEFAULT_TRUNCATION_PSI,
+    parser.add_argument("--trunc", dest="truncation_psi", type=truncation_argument, default=DEFAULT_TRUNCATION_PSI,
                         help=f"truncation psi (default {DEFAULT_TRUNCATION_PSI})")  # fmt: skip
     parser.add_argument("--class", dest="class_idx", help="class index or name (conditional networks)")
     parser.add_argument("--noise-mode", choices=NOISE_MODES, default=DEFAULT_NOISE_MODE,
@@ -46,6 +47,17 @@ def seeds_argument(text: str) -> list[int]:
         return parse_seeds(text)
     except ValueError as error:  # argparse would replace the message with a generic one
         raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def truncation_argument(text: str) -> float:
+    """psi may be any finite number (NVIDIA allows negative psi); NaN or inf would only give garbage images."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"truncation psi must be a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"truncation psi must be finite, got {text!r}")
+    return value
 
 
 def parse_grid_size(text: str) -> tuple[int, int]:

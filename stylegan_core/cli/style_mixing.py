@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stylegan_core.cli.generate import load_network, resolve_device, seeds_argument
+from stylegan_core.cli.generate import load_network, resolve_device, seeds_argument, truncation_argument
 from stylegan_core.export.generate import DEFAULT_TRUNCATION_PSI, NOISE_MODES
 from stylegan_core.export.grid import DEFAULT_NOISE_MODE
 from stylegan_core.export.style_mixing import write_style_mixing
@@ -25,7 +25,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="column seeds, e.g. 55,821")  # fmt: skip
     parser.add_argument("--styles", type=seeds_argument, default="0-6",
                         help="ws indices taken from the column seed (default 0-6)")  # fmt: skip
-    parser.add_argument("--trunc", dest="truncation_psi", type=float, default=DEFAULT_TRUNCATION_PSI,
+    parser.add_argument("--trunc", dest="truncation_psi", type=truncation_argument, default=DEFAULT_TRUNCATION_PSI,
                         help=f"truncation psi (default {DEFAULT_TRUNCATION_PSI})")  # fmt: skip
     parser.add_argument("--class", dest="class_idx", help="class index or name (conditional networks)")
     parser.add_argument("--noise-mode", choices=NOISE_MODES, default=DEFAULT_NOISE_MODE,

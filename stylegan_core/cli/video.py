@@ -6,7 +6,13 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from stylegan_core.cli.generate import load_network, parse_grid_size, resolve_device, seeds_argument
+from stylegan_core.cli.generate import (
+    load_network,
+    parse_grid_size,
+    resolve_device,
+    seeds_argument,
+    truncation_argument,
+)
 from stylegan_core.export.generate import DEFAULT_TRUNCATION_PSI, NOISE_MODES
 from stylegan_core.export.interpolation import InterpolationConfig, frame_count, interpolation_frames
 from stylegan_core.export.video_writer import check_animation_size, resolve_output, write_video
@@ -33,7 +39,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-keyframes", type=positive_int,
                         help="keyframes per cell (default: number of seeds / grid cells)")  # fmt: skip
     parser.add_argument("--shuffle-seed", type=int, help="shuffle the keyframe seeds with this seed")
-    parser.add_argument("--trunc", dest="truncation_psi", type=float, default=DEFAULT_TRUNCATION_PSI,
+    parser.add_argument("--trunc", dest="truncation_psi", type=truncation_argument, default=DEFAULT_TRUNCATION_PSI,
                         help=f"truncation psi (default {DEFAULT_TRUNCATION_PSI})")  # fmt: skip
     parser.add_argument("--class", dest="class_idx", help="class index or name (conditional networks)")
     parser.add_argument("--noise-mode", choices=NOISE_MODES, default=defaults.noise_mode,
