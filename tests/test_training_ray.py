@@ -93,8 +93,8 @@ def test_two_ray_workers_match_two_torchrun_processes(uninterrupted, options, tm
 
     torchrun_dir = tmp_path / "torchrun"
     mp.spawn(_torchrun_rank, args=(2, _free_port(), options.to_dict(), str(torchrun_dir)), nprocs=2, join=True)
-    a = load_snapshot(find_latest_snapshot(torchrun_dir))
-    b = load_snapshot(Path(result.result["last_snapshot"]))
+    a = load_snapshot(find_latest_snapshot(torchrun_dir)).to_dict()
+    b = load_snapshot(Path(result.result["last_snapshot"])).to_dict()
     assert a["progress"] == b["progress"] and b["world_size"] == 2
     for key in ("G", "D", "G_ema"):
         for name, tensor in a[key].items():
@@ -176,8 +176,8 @@ def test_killed_worker_fails_then_resumes_bit_identical(uninterrupted, options, 
     )
     assert killer.killed is not None, "the worker was never killed: the run ended before a new snapshot appeared"
     assert result.resumed_from is not None and Path(result.resumed_from) != kept  # the restarted group resumed
-    reference = load_snapshot(Path(uninterrupted[1].result["last_snapshot"]))
-    final = load_snapshot(Path(result.result["last_snapshot"]))
+    reference = load_snapshot(Path(uninterrupted[1].result["last_snapshot"])).to_dict()
+    final = load_snapshot(Path(result.result["last_snapshot"])).to_dict()
     assert final["progress"] == reference["progress"]
     for key in ("G", "D", "G_ema"):
         for name, tensor in reference[key].items():
@@ -339,7 +339,7 @@ def test_interrupted_ray_driver_stops_its_workers_after_a_final_snapshot(ray_ins
     assert driver.returncode == 1, output[-3000:]  # aborted: the materialisation is reported, the step fails
     assert "Abort requested" in (run_dir / "log.txt").read_text()
     final = load_snapshot(find_latest_snapshot(run_dir))
-    assert 0 < final["progress"]["cur_nimg"] < 100_000 and not (run_dir / ray_launcher.ABORT_FILE).exists()
+    assert 0 < final.progress.cur_nimg < 100_000 and not (run_dir / ray_launcher.ABORT_FILE).exists()
     deadline = time.monotonic() + 60
     while _ray_workers() and time.monotonic() < deadline:
         time.sleep(0.5)

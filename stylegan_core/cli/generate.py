@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from stylegan_core.errors import UsageError
 from stylegan_core.export.generate import DEFAULT_TRUNCATION_PSI, NOISE_MODES, write_seed_grid, write_seed_images
 from stylegan_core.export.grid import DEFAULT_NOISE_MODE
 from stylegan_core.export.seeds import parse_seeds
@@ -94,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     from stylegan_core.cli.locate import resolve_class, resolve_network
 
     if args.projected_w is not None and args.outdir is None:
-        raise ValueError("--projected-w writes proj00.png, ... files: give --outdir instead of --grid")
+        raise UsageError("--projected-w writes proj00.png, ... files: give --outdir instead of --grid")
     network = resolve_network(args.network, "--network")
     G = load_network(network, resolve_device(args.device))
     if args.projected_w is not None:  # ws already carry any class: --class and --trunc do not apply

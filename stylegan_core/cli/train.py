@@ -21,6 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from stylegan_core.config import TrainOptions
+from stylegan_core.errors import UsageError
 from stylegan_core.options import FP32_HELP, OVERRIDE_KEYS, OptionError, OverrideKey, flag_name, parse_value
 from stylegan_core.presets import PRESET_NAMES, preset_fields, resolve_options
 from stylegan_core.training.ray_launcher import add_launcher_arguments, launch_config_from_args
@@ -198,7 +199,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         options = resolve_options(args.cfg, resolution, gpus, overrides, source="stylegan train", device=device)
     except OptionError as error:
-        raise ValueError(error.render(flag_name)) from None
+        raise UsageError(error.render(flag_name)) from None  # a flag's value: exit 2
     description = run_description(dataset_name, args.cfg, gpus, options, overrides)
     if args.dry_run:
         if rank == 0:

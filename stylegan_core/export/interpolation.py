@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from stylegan_core.errors import UsageError
 from stylegan_core.export.generate import class_label
 from stylegan_core.export.grid import DEFAULT_NOISE_MODE
 from stylegan_core.export.seeds import MAX_SEED, seeds_to_z
@@ -42,15 +43,15 @@ class InterpolationConfig:
     def __post_init__(self) -> None:
         columns, rows = self.grid
         if columns < 1 or rows < 1:
-            raise ValueError(f"grid must be at least 1x1, got {columns}x{rows}")
+            raise UsageError(f"grid must be at least 1x1, got {columns}x{rows}")
         if self.frames_per_seed < 1:
-            raise ValueError(f"frames per seed must be at least 1, got {self.frames_per_seed}")
+            raise UsageError(f"frames per seed must be at least 1, got {self.frames_per_seed}")
         if self.num_keyframes is not None and self.num_keyframes < 1:
-            raise ValueError(f"num_keyframes must be at least 1, got {self.num_keyframes}")
+            raise UsageError(f"num_keyframes must be at least 1, got {self.num_keyframes}")
         if self.shuffle_seed is not None and not 0 <= self.shuffle_seed <= MAX_SEED:
-            raise ValueError(f"shuffle seed {self.shuffle_seed} is outside 0..{MAX_SEED}")
+            raise UsageError(f"shuffle seed {self.shuffle_seed} is outside 0..{MAX_SEED}")
         if self.wraps < 1:
-            raise ValueError(f"wraps must be at least 1, got {self.wraps}")
+            raise UsageError(f"wraps must be at least 1, got {self.wraps}")
 
 
 def keyframe_seeds(seeds: Sequence[int], config: InterpolationConfig) -> np.ndarray:
@@ -58,11 +59,11 @@ def keyframe_seeds(seeds: Sequence[int], config: InterpolationConfig) -> np.ndar
     columns, rows = config.grid
     cells = columns * rows
     if not seeds:
-        raise ValueError("video: no seeds given")
+        raise UsageError("video: no seeds given")
     keyframes = config.num_keyframes
     if keyframes is None:
         if len(seeds) % cells:
-            raise ValueError(f"{len(seeds)} seeds do not divide into {cells} grid cells; give --num-keyframes")
+            raise UsageError(f"{len(seeds)} seeds do not divide into {cells} grid cells; give --num-keyframes")
         keyframes = len(seeds) // cells
     dealt = np.array([seeds[index % len(seeds)] for index in range(keyframes * cells)], dtype=np.int64)
     if config.shuffle_seed is not None:

@@ -19,6 +19,7 @@ import numpy as np
 import PIL.Image
 import torch
 
+from stylegan_core.errors import UsageError
 from stylegan_core.export.generate import class_label
 from stylegan_core.export.grid import DEFAULT_NOISE_MODE, save_png
 from stylegan_core.export.seeds import seeds_to_z
@@ -31,10 +32,10 @@ def check_styles(styles: Sequence[int], num_ws: int) -> list[int]:
     """The style indices as a list, each within the network's 0..num_ws-1."""
     styles = [int(index) for index in styles]
     if not styles:
-        raise ValueError("style mixing: no style indices given")
+        raise UsageError("style mixing: no style indices given")
     bad = [index for index in styles if not 0 <= index < num_ws]
     if bad:
-        raise ValueError(f"style indices {bad} are out of range: the network has ws 0..{num_ws - 1}")
+        raise UsageError(f"style indices {bad} are out of range: the network has ws 0..{num_ws - 1}")
     return styles
 
 
@@ -70,7 +71,7 @@ def style_mix_images(
     """{(row_seed, col_seed): uint8 [H, W, C]}; (seed, seed) keys hold each seed's own, unmixed image."""
     styles = check_styles(styles, G.num_ws)
     if not row_seeds or not col_seeds:
-        raise ValueError("style mixing: give at least one row seed and one column seed")
+        raise UsageError("style mixing: give at least one row seed and one column seed")
     ws = seed_ws(G, list(row_seeds) + list(col_seeds), truncation_psi, class_idx)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(0)  # only noise_mode='random' draws

@@ -15,6 +15,7 @@ import numpy as np
 import PIL.features
 import PIL.Image
 
+from stylegan_core.errors import UsageError
 from stylegan_core.io.atomic import atomic_file, atomic_outputs
 
 VIDEO_SUFFIXES = (".mp4", ".webp", ".gif")
@@ -40,7 +41,7 @@ def resolve_output(path: str | os.PathLike[str]) -> tuple[Path, str | None]:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in VIDEO_SUFFIXES:
-        raise ValueError(f"{path}: video output must end in one of {', '.join(VIDEO_SUFFIXES)}")
+        raise UsageError(f"{path}: video output must end in one of {', '.join(VIDEO_SUFFIXES)}")
     if suffix == ".webp" and not PIL.features.check("webp"):
         return path.with_suffix(".gif"), f"this Pillow cannot write WebP; writing {path.with_suffix('.gif')}"
     if suffix != ".mp4" or mp4_encoder() is not None:
@@ -53,7 +54,7 @@ def check_animation_size(path: str | os.PathLike[str], frames: int, height: int,
     """Refuse, before rendering, an animated WebP/GIF whose frames would not fit comfortably in memory."""
     size = frames * height * width * 3
     if Path(path).suffix.lower() != ".mp4" and size > MAX_ANIMATION_BYTES:
-        raise ValueError(
+        raise UsageError(
             f"{path}: {frames} frames of {width}x{height} need {size / 2**30:.1f} GiB in memory as an animation; "
             "write .mp4 (pip install imageio-ffmpeg) or use fewer seeds / --frames-per-seed"
         )
@@ -63,7 +64,7 @@ def write_video(frames: Iterable[np.ndarray], path: str | os.PathLike[str], fps:
     """Write frames (uint8 [H, W, 1 or 3]) to `path` (already resolved by `resolve_output`)."""
     path = Path(path)
     if fps < 1:
-        raise ValueError(f"fps must be at least 1, got {fps}")
+        raise UsageError(f"fps must be at least 1, got {fps}")
     if path.suffix.lower() == ".mp4":
         return _write_mp4(frames, path, fps)
     return _write_animation(frames, path, fps)
