@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -302,6 +303,9 @@ ENV_FALLBACKS: dict[str, str] = {
     "metrics_cache": "STYLEGAN_CACHE_DIR",
     "detector": "STYLEGAN_INCEPTION",
 }
+# STYLEGAN_CACHE_DIR names the cache root; real statistics live in its gan-metrics/ folder (default_cache_dir), where
+# the pipeline's `real_features` asset and `stylegan metrics` read them, so training-time metrics must look there too.
+ENV_SUBFOLDERS: dict[str, str] = {"metrics_cache": "gan-metrics"}
 
 
 def resolve_environment(options: TrainOptions, environ: Mapping[str, str]) -> TrainOptions:
@@ -316,6 +320,8 @@ def resolve_environment(options: TrainOptions, environ: Mapping[str, str]) -> Tr
             value = row.parse(raw.lower() if row.choices else raw)
         except (TypeError, ValueError) as error:
             raise ValueError(f"environment variable {variable}: {error}") from None
+        if key in ENV_SUBFOLDERS:
+            value = os.path.join(value, ENV_SUBFOLDERS[key])
         sections.setdefault(row.section, {})[row.field] = value
     replaced = {name: dataclasses.replace(getattr(options, name), **fields) for name, fields in sections.items()}
     return dataclasses.replace(options, **replaced)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from training_support import replace_loop, tiny_options, write_tiny_dataset
 
+from stylegan_core.metrics.cache import default_cache_dir
 from stylegan_core.ops import dispatch
 from stylegan_core.options import resolve_environment
 from stylegan_core.training import TrainCallbacks
@@ -28,12 +30,24 @@ def test_environment_switches_are_fallbacks_written_into_the_options(dataset) ->
     options = tiny_options(dataset)
     env = {"STYLEGAN_OPS_IMPL": "REF", "STYLEGAN_DIST_TIMEOUT_S": "30", "STYLEGAN_CACHE_DIR": "/c"}
     resolved = resolve_environment(options, env)
-    assert (resolved.loop.ops_impl, resolved.loop.dist_timeout_s, resolved.metrics.cache_dir) == ("ref", 30.0, "/c")
+    expected = ("ref", 30.0, os.path.join("/c", "gan-metrics"))  # the variable names the root of all caches
+    assert (resolved.loop.ops_impl, resolved.loop.dist_timeout_s, resolved.metrics.cache_dir) == expected
     chosen = tiny_options(dataset, ops_impl="cuda", dist_timeout=60)
     assert resolve_environment(chosen, env).loop.ops_impl == "cuda"  # the option wins
     assert resolve_environment(chosen, env).loop.dist_timeout_s == 60
     with pytest.raises(ValueError, match="STYLEGAN_OPS_IMPL: expected one of auto, ref, cuda"):
         resolve_environment(options, {"STYLEGAN_OPS_IMPL": "fast"})
+
+
+def test_training_metrics_read_the_pipelines_feature_cache(dataset, tmp_path, monkeypatch) -> None:
+    """STYLEGAN_CACHE_DIR is the cache root: a training run's metrics must find the file `real_features` wrote
+    (regression: the worker used the root itself and recomputed every real feature in the demo)."""
+    from dagster_project.resources import StyleGANResource
+
+    monkeypatch.setenv("STYLEGAN_CACHE_DIR", str(tmp_path / "root"))
+    resolved = resolve_environment(tiny_options(dataset), {"STYLEGAN_CACHE_DIR": str(tmp_path / "root")})
+    assert Path(resolved.metrics.cache_dir) == StyleGANResource.from_env().features_cache_dir()
+    assert Path(resolved.metrics.cache_dir) == default_cache_dir() == tmp_path / "root" / "gan-metrics"
 
 
 def test_training_options_json_records_the_ops_implementation(dataset, tmp_path, monkeypatch) -> None:
