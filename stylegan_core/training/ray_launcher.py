@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import socket
 import threading
 import uuid
@@ -22,6 +21,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from stylegan_core.training.signals import AbortOnSignal
 
 if TYPE_CHECKING:  # the command line imports this module; torch and Ray load only when training starts
     from stylegan_core.config import TrainOptions
@@ -276,29 +277,20 @@ def _one_line(error: BaseException) -> str:
     return (text[:300] + "...") if len(text) > 300 else text or type(error).__name__
 
 
-class _abort_on_signal:  # noqa: N801 - used as a context manager
-    """First SIGINT/SIGTERM: ask the workers to stop at the next tick; second: interrupt (the driver exits)."""
+class _abort_on_signal(AbortOnSignal):  # noqa: N801 - used as a context manager
+    """The worker's signal rule in the driver: the first SIGINT/SIGTERM also writes the abort file the workers poll
+    (they stop at the next tick); the second interrupts the driver. The file goes with the block."""
 
     def __init__(self, run_dir: Path) -> None:
+        super().__init__()
         self.run_dir = run_dir
-        self.previous: dict[int, Any] = {}
-        self.requested = False
 
-    def __enter__(self) -> _abort_on_signal:
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self.previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for signum, handler in self.previous.items():
-            signal.signal(signum, handler)
+    def __exit__(self, *exc_info: object) -> None:
+        super().__exit__(*exc_info)
         (self.run_dir / ABORT_FILE).unlink(missing_ok=True)
 
     def _handle(self, signum: int, frame: object) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
+        super()._handle(signum, frame)  # raises KeyboardInterrupt on the second signal
         (self.run_dir / ABORT_FILE).write_text(f"signal {signum} in driver pid {os.getpid()}\n", encoding="utf-8")
 
 

@@ -25,9 +25,7 @@ import importlib
 import json
 import os
 import re
-import signal
 import sys
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -38,6 +36,7 @@ from stylegan_core.io.snapshot import find_latest_snapshot
 from stylegan_core.training.callbacks import TrainCallbacks, TrainResult
 from stylegan_core.training.distributed import DistributedContext
 from stylegan_core.training.loop import TrainingDivergedError, train
+from stylegan_core.training.signals import AbortOnSignal
 
 __all__ = ["AbortOnSignal", "LaunchHooks", "find_latest_snapshot", "main", "read_options", "run_training"]
 OPTIONS_FILE = "requested_options.json"
@@ -53,33 +52,6 @@ class LaunchHooks:
     on_result: Callable[[TrainResult], None] = lambda result: None
 
 
-class AbortOnSignal:
-    """First SIGINT/SIGTERM: stop at the next tick; second: raise KeyboardInterrupt. Use as `should_abort`, inside
-    `with AbortOnSignal() as abort:` (the previous handlers come back at the end; off the main thread, where Python
-    cannot install handlers, it never asks to stop)."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> AbortOnSignal:
-        if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
-                self._previous[signum] = signal.signal(signum, self._handle)
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        for signum, handler in self._previous.items():
-            signal.signal(signum, handler)
-        self._previous.clear()
-
-    def _handle(self, signum: int, frame: object) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __call__(self) -> bool:
-        return self.requested
 
 
 def prepare_options(options: TrainOptions, environ: dict[str, str] | None = None) -> TrainOptions:
