@@ -21,26 +21,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Generate images with NVIDIA's seed convention: z = RandomState(seed).randn(1, z_dim); files "
         "seed0000.png, ... (--outdir) or one grid PNG (--grid).",
     )
-    parser.add_argument(
-        "--network",
-        required=True,
-        help="snapshot (.pt), NVIDIA pickle, run directory (its latest snapshot), or latest (newest under ./runs)",
-    )
+    add_network_argument(parser)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--seeds", type=seeds_argument, help="e.g. 0-15 or 1,5,9-12")
     source.add_argument("--projected-w", type=Path, metavar="NPZ",
                         help="a projector's projected_w.npz: writes proj00.png, ... to --outdir")  # fmt: skip
-    parser.add_argument("--trunc", dest="truncation_psi", type=truncation_argument, default=DEFAULT_TRUNCATION_PSI,
-                        help=f"truncation psi (default {DEFAULT_TRUNCATION_PSI})")  # fmt: skip
-    parser.add_argument("--class", dest="class_idx", help="class index or name (conditional networks)")
-    parser.add_argument("--noise-mode", choices=NOISE_MODES, default=DEFAULT_NOISE_MODE,
-                        help=f"noise inputs (default {DEFAULT_NOISE_MODE})")  # fmt: skip
     output = parser.add_mutually_exclusive_group(required=True)
     output.add_argument("--outdir", type=Path, help="write seed%%04d.png files here")
     output.add_argument("--grid", type=Path, help="write all images as one grid PNG")
     parser.add_argument("--grid-size", type=parse_grid_size, help="grid COLUMNSxROWS (default: about square)")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    add_rendering_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def add_network_argument(parser: argparse.ArgumentParser) -> None:
+    """--network, as every command that renders from a trained network takes it (resolved by cli/locate.py)."""
+    parser.add_argument("--network", required=True,
+                        help="snapshot (.pt), NVIDIA pickle, run directory (its latest snapshot), "
+                        "or latest (newest under ./runs)")  # fmt: skip
+
+
+def add_rendering_arguments(parser: argparse.ArgumentParser, noise_mode: str = DEFAULT_NOISE_MODE) -> None:
+    """--trunc, --class, --noise-mode and --device: how generate, style-mixing and video run G."""
+    parser.add_argument("--trunc", dest="truncation_psi", type=truncation_argument, default=DEFAULT_TRUNCATION_PSI,
+                        help=f"truncation psi (default {DEFAULT_TRUNCATION_PSI})")  # fmt: skip
+    parser.add_argument("--class", dest="class_idx", help="class index or name (conditional networks)")
+    parser.add_argument("--noise-mode", choices=NOISE_MODES, default=noise_mode,
+                        help=f"noise inputs (default {noise_mode})")  # fmt: skip
+    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
 
 
 def seeds_argument(text: str) -> list[int]:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from stylegan_core.cli.generate import load_network, resolve_device, seeds_argument, truncation_argument
-from stylegan_core.export.generate import DEFAULT_TRUNCATION_PSI, NOISE_MODES
-from stylegan_core.export.grid import DEFAULT_NOISE_MODE
+from stylegan_core.cli.generate import (
+    add_network_argument,
+    add_rendering_arguments,
+    load_network,
+    resolve_device,
+    seeds_argument,
+)
 from stylegan_core.export.style_mixing import write_style_mixing
 
 
@@ -18,20 +22,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="Images of each row seed whose ws at --styles come from each column seed, as NVIDIA's "
         "style_mixing.py: <row>-<col>.png, <seed>-<seed>.png and grid.png in --outdir.",
     )
-    parser.add_argument("--network", required=True,
-                        help="snapshot (.pt), NVIDIA pickle, run directory (latest snapshot) or latest")  # fmt: skip
+    add_network_argument(parser)
     parser.add_argument("--rows", dest="row_seeds", required=True, type=seeds_argument, help="row seeds, e.g. 85,100")
     parser.add_argument("--cols", dest="col_seeds", required=True, type=seeds_argument,
                         help="column seeds, e.g. 55,821")  # fmt: skip
     parser.add_argument("--styles", type=seeds_argument, default="0-6",
                         help="ws indices taken from the column seed (default 0-6)")  # fmt: skip
-    parser.add_argument("--trunc", dest="truncation_psi", type=truncation_argument, default=DEFAULT_TRUNCATION_PSI,
-                        help=f"truncation psi (default {DEFAULT_TRUNCATION_PSI})")  # fmt: skip
-    parser.add_argument("--class", dest="class_idx", help="class index or name (conditional networks)")
-    parser.add_argument("--noise-mode", choices=NOISE_MODES, default=DEFAULT_NOISE_MODE,
-                        help=f"noise inputs (default {DEFAULT_NOISE_MODE})")  # fmt: skip
     parser.add_argument("--outdir", required=True, type=Path, help="folder for the images and grid.png")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    add_rendering_arguments(parser)
     parser.set_defaults(func=run)
 
 

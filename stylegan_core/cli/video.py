@@ -7,13 +7,13 @@ import dataclasses
 from pathlib import Path
 
 from stylegan_core.cli.generate import (
+    add_network_argument,
+    add_rendering_arguments,
     load_network,
     parse_grid_size,
     resolve_device,
     seeds_argument,
-    truncation_argument,
 )
-from stylegan_core.export.generate import DEFAULT_TRUNCATION_PSI, NOISE_MODES
 from stylegan_core.export.interpolation import InterpolationConfig, frame_count, interpolation_frames
 from stylegan_core.export.video_writer import check_animation_size, resolve_output, write_video
 
@@ -29,8 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "interpolation per grid cell. MP4 needs the optional imageio-ffmpeg package; without it an .mp4 request "
         "is written as animated WebP (or GIF).",
     )
-    parser.add_argument("--network", required=True,
-                        help="snapshot (.pt), NVIDIA pickle, run directory (latest snapshot) or latest")  # fmt: skip
+    add_network_argument(parser)
     parser.add_argument("--seeds", required=True, type=seeds_argument, help="keyframe seeds, e.g. 0-31")
     parser.add_argument("--grid", type=parse_grid_size, default=defaults.grid, help="COLUMNSxROWS (default 1x1)")
     parser.add_argument("--frames-per-seed", "--w-frames", dest="frames_per_seed", type=positive_int,
@@ -39,14 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--num-keyframes", type=positive_int,
                         help="keyframes per cell (default: number of seeds / grid cells)")  # fmt: skip
     parser.add_argument("--shuffle-seed", type=int, help="shuffle the keyframe seeds with this seed")
-    parser.add_argument("--trunc", dest="truncation_psi", type=truncation_argument, default=DEFAULT_TRUNCATION_PSI,
-                        help=f"truncation psi (default {DEFAULT_TRUNCATION_PSI})")  # fmt: skip
-    parser.add_argument("--class", dest="class_idx", help="class index or name (conditional networks)")
-    parser.add_argument("--noise-mode", choices=NOISE_MODES, default=defaults.noise_mode,
-                        help=f"noise inputs (default {defaults.noise_mode})")  # fmt: skip
     parser.add_argument("--fps", type=positive_int, default=DEFAULT_FPS, help="frames per second (default %(default)s)")
     parser.add_argument("--output", required=True, type=Path, help="video file: .mp4, .webp or .gif")
-    parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
+    add_rendering_arguments(parser, defaults.noise_mode)
     parser.set_defaults(func=run)
 
 
