@@ -32,6 +32,18 @@ def format_duration(seconds: float) -> str:
     return f"{s // 86400}d {(s // 3600) % 24:02d}h"
 
 
+def format_time(seconds: float) -> str:
+    """NVIDIA's duration in tick lines and metric records: 42s, 3m 05s, 2h 03m 05s, 1d 02h 03m."""
+    s = int(round(seconds))  # round half to even, as NVIDIA's np.rint
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60:02d}s"
+    if s < 86400:
+        return f"{s // 3600}h {(s // 60) % 60:02d}m {s % 60:02d}s"
+    return f"{s // 86400}d {(s // 3600) % 24:02d}h {(s // 60) % 60:02d}m"
+
+
 @dataclass
 class _Rate:
     """Images per second measured in this process (the last detector pass), shared by all estimates."""

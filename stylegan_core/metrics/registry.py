@@ -30,7 +30,7 @@ from stylegan_core.metrics.cache import (
 from stylegan_core.metrics.fid import frechet_distance_from_features
 from stylegan_core.metrics.inception import load_detector
 from stylegan_core.metrics.kid import kernel_distance
-from stylegan_core.metrics.progress import LineProgress, metric_announcement
+from stylegan_core.metrics.progress import LineProgress, format_time, metric_announcement
 from stylegan_core.metrics.records import file_sha256, provenance, real_stats_key, recorded_result
 from stylegan_core.metrics.sampling import Detector, Shard, dataset_label_sampler, generator_features
 
@@ -230,16 +230,3 @@ def report_metric(
     return path
 
 
-def format_time(seconds: float) -> str:
-    """NVIDIA's human-readable duration: 42s, 3m 07s, 2h 05m 09s, 1d 03h 20m."""
-    total = int(np.rint(seconds))
-    minutes, secs = divmod(total, 60)
-    hours, minutes = divmod(minutes, 60)
-    days, hours = divmod(hours, 24)
-    if total < 60:
-        return f"{total}s"
-    if total < 3600:
-        return f"{minutes}m {secs:02d}s"
-    if total < 86400:
-        return f"{hours}h {minutes:02d}m {secs:02d}s"
-    return f"{days}d {hours:02d}h {minutes:02d}m"

@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from stylegan_core.export.grid import save_image_grid, setup_snapshot_image_grid
+from stylegan_core.metrics.progress import format_time
 from stylegan_core.training.stats import StatSummary
 
 
@@ -37,18 +38,6 @@ class RunLog:
             print(line, file=sys.stderr if error else sys.stdout, flush=True)
         with self.path.open("a", encoding="utf-8") as file:
             file.write(line + "\n")
-
-
-def format_time(seconds: float) -> str:
-    """NVIDIA's compact duration: 42s, 3m 05s, 2h 03m 05s, 1d 02h 03m."""
-    s = int(np.rint(seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60:02d}s"
-    if s < 86400:
-        return f"{s // 3600}h {(s // 60) % 60:02d}m {s % 60:02d}s"
-    return f"{s // 86400}d {(s // 3600) % 24:02d}h {(s // 60) % 60:02d}m"
 
 
 def tick_line(fields: Mapping[str, float], kimg_digits: int) -> str:
