@@ -42,7 +42,7 @@ CODE_VERSIONS = {
     "real_features": "1",
     "network": "1",
     "metrics": "1",
-    "samples": "1",
+    "samples": "2",
 }
 
 
@@ -178,7 +178,8 @@ def _samples_asset(
     @dg.asset(
         key=[spec.name, "samples"], group_name=group, partitions_def=partitions, deps=[network], kinds={"png"},
         code_version=_version("samples"),
-        description="Sample grids of G_ema (fixed seeds, rows per class when conditional, ψ = 1 and 0.7).",
+        description="Sample grids of G_ema (fixed seeds, rows per class when conditional, ψ = 1 and 0.7), NVIDIA's "
+        "style-mixing matrix and a short latent interpolation video.",
     )  # fmt: skip
     def samples(context: AssetExecutionContext, stylegan: StyleGANResource) -> dg.MaterializeResult:
         partition = parse_training_key(context.partition_key)

@@ -104,5 +104,10 @@ def path(value: str | os.PathLike[str]) -> dg.MetadataValue:
     return dg.MetadataValue.path(str(Path(value)))
 
 
+def url(value: str | os.PathLike[str]) -> dg.MetadataValue:
+    """A clickable link to a local file (file:// URI): what the UI shows for videos it cannot embed."""
+    return dg.MetadataValue.url(Path(value).resolve().as_uri())
+
+
 def names(values: Iterable[object]) -> str:
     return ", ".join(str(value) for value in values)

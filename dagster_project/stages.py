@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import dagster as dg
 
 from dagster_project import metadata as md
+from dagster_project import post_training, views
 from dagster_project import specs as spec_utils
-from dagster_project import views
 from dagster_project.partitions import TrainingPartition
 from dagster_project.resources import REPO_ROOT, StyleGANResource
 from dagster_project.training import (
@@ -325,5 +325,8 @@ def render_samples(spec: DatasetSpec, partition: TrainingPartition, stylegan: St
         png = views.sample_grid(path, rows, names, G.c_dim)
         metadata[f"grid_psi{psi:.2f}"] = md.png_markdown(png, f"ψ = {psi:g}, {snapshot.stem}", caption)
         metadata[f"grid_psi{psi:.2f}_path"] = md.path(path)
-    version = md.sha256_text("samples", *(sha256_file(path) for path in paths))
+    class_idx = 0 if G.c_dim else None  # style mixing and the video need one class; the grids show them all
+    mixing, mixing_grid = post_training.style_mixing_metadata(G, out_dir, class_idx, names)
+    metadata |= mixing | post_training.video_metadata(G, out_dir, class_idx, names)
+    version = md.sha256_text("samples", *(sha256_file(path) for path in [*paths, mixing_grid]))
     return StageResult(metadata, version)

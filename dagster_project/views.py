@@ -19,6 +19,9 @@ PREVIEW_MAX_CLASSES = 16
 PREVIEW_UNLABELLED = (8, 4)
 """Columns x rows of the preview of an unlabelled dataset (its first images)."""
 LOSS_KEYS = ("Loss/G/loss", "Loss/D/loss", "Loss/scores/real", "Loss/scores/fake")
+METRIC_BETTER = {"fid": "lower", "kid": "lower", "ppl": "lower", "is": "higher", "pr": "higher"}
+"""Which way each metric family improves (precision and recall, and IS, grow; distances shrink)."""
+_METRIC_FAMILY = re.compile(r"^[a-z]+?(?=[0-9_]|$)")
 _SNAPSHOT_KIMG = re.compile(r"network-snapshot-(\d+)(?:\.(\d{3}))?\.(?:pt|pkl)$")
 
 
@@ -129,14 +132,25 @@ def metric_history(run_dir: str | os.PathLike[str], names: Iterable[str]) -> dic
     return {key: sorted(points) for key, points in history.items()}
 
 
+def metric_family(key: str) -> str:
+    """The letters a metric result key starts with: fid50k_full -> fid, pr50k3_full_recall -> pr, ppl_zfull -> ppl."""
+    match = _METRIC_FAMILY.match(key)
+    return match.group(0) if match else key
+
+
 def metric_charts(history: Mapping[str, Sequence[tuple[float, float]]]) -> dict[str, bytes]:
-    """One chart per metric kind (FID and KID have different scales): {"fid": png, "kid": png}."""
+    """One chart per metric family, since their scales differ: {"fid": png, "kid": png, "pr": png, ...}.
+
+    Generic over result keys: a PR metric's precision and recall share the `pr` chart, IS's mean and std the `is`
+    chart; a family this table does not know is still plotted, only without "lower/higher is better"."""
+    families: dict[str, dict[str, Sequence[tuple[float, float]]]] = {}
+    for key, points in history.items():
+        families.setdefault(metric_family(key), {})[key] = points
     charts = {}
-    for kind in ("fid", "kid"):
-        series = {key: points for key, points in history.items() if key.startswith(kind)}
-        if series:
-            title = f"{kind.upper()} against training progress (lower is better)"
-            charts[kind] = plots.line_chart(series, title, "kimg")
+    for family, series in sorted(families.items()):
+        better = METRIC_BETTER.get(family)
+        title = f"{family.upper()} against training progress" + (f" ({better} is better)" if better else "")
+        charts[family] = plots.line_chart(series, title, "kimg")
     return charts
 
 

@@ -101,6 +101,33 @@ def test_metric_history_is_one_point_per_snapshot_in_kimg_order(tmp_path: Path) 
     assert set(views.metric_charts(history)) == {"fid", "kid"}
 
 
+def test_new_metric_families_are_charted_like_fid(tmp_path: Path) -> None:
+    """PR, IS and PPL rows (NVIDIA's jsonl format, result keys as NVIDIA names them) get one chart per family;
+    the two results of a PR metric share a chart, each in its own colour."""
+    snapshots = [f"snapshots/network-snapshot-{kimg:06d}.pt" for kimg in (0, 4, 8)]
+    results = {
+        "pr50k3_full": [{"pr50k3_full_precision": p, "pr50k3_full_recall": r}
+                        for p, r in ((0.1, 0.0), (0.4, 0.2), (0.6, 0.3))],
+        "is50k": [{"is50k_mean": m, "is50k_std": 0.1} for m in (1.5, 2.5, 3.0)],
+        "ppl2_wend": [{"ppl2_wend": v} for v in (80.0, 60.0, 55.0)],
+        "fid50k_full": [{"fid50k_full": v} for v in (300.0, 200.0, 150.0)],
+    }  # fmt: skip
+    for name, rows in results.items():
+        lines = [_metric_row(snapshot, values) for snapshot, values in zip(snapshots, rows, strict=True)]
+        (tmp_path / f"metric-{name}.jsonl").write_text("\n".join(lines) + "\n")
+    history = views.metric_history(tmp_path, list(results))
+    assert history["pr50k3_full_recall"] == [(0.0, 0.0), (4.0, 0.2), (8.0, 0.3)]
+    assert set(history) == {"pr50k3_full_precision", "pr50k3_full_recall", "is50k_mean", "is50k_std", "ppl2_wend",
+                            "fid50k_full"}  # fmt: skip
+    charts = views.metric_charts(history)
+    assert set(charts) == {"fid", "pr", "is", "ppl"}
+    pr = _image(charts["pr"])
+    plot_area = (plots.MARGIN_LEFT + 1, plots.MARGIN_TOP + 1, pr.width - plots.MARGIN_RIGHT, pr.height - 41)
+    assert _has_colour(pr, plots.COLOURS[0], plot_area) and _has_colour(pr, plots.COLOURS[1], plot_area)
+    assert not _has_colour(_image(charts["ppl"]), plots.COLOURS[1], plot_area)  # one series only
+    assert [views.metric_family(k) for k in ("kid2k_full", "ppl_zfull", "is1k_mean")] == ["kid", "ppl", "is"]
+
+
 def test_loss_history_reads_the_tick_lines(tmp_path: Path) -> None:
     def line(kimg: float, g: float, d: float) -> str:
         return json.dumps({"Progress/kimg": {"num": 1, "mean": kimg}, "Loss/G/loss": {"num": 4, "mean": g},
