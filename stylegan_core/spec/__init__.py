@@ -15,9 +15,11 @@ from stylegan_core.spec.loader import (
     load_spec,
     load_specs,
 )
+from stylegan_core.spec.projection import ProjectionTargetsSpec
 
 __all__ = [
     "DatasetSpec",
+    "ProjectionTargetsSpec",
     "ScheduleSpec",
     "SourceSpec",
     "SpecError",

@@ -44,6 +44,7 @@ from stylegan_core.spec.fields import (
     subset_of,
     timezone_name,
 )
+from stylegan_core.spec.projection import ProjectionTargetsSpec, parse_projection_targets
 
 SourceKind = Literal["folder", "zip", "generated", "cifar10"]
 SOURCE_KINDS: tuple[SourceKind, ...] = ("folder", "zip", "generated", "cifar10")
@@ -110,11 +111,13 @@ class DatasetSpec:
     metrics: tuple[str, ...]
     schedule: ScheduleSpec | None
     spec_path: Path
+    projection_targets: ProjectionTargetsSpec | None = None
+    """Images the `projections` asset projects into every trained network (optional)."""
 
 
 _TOP_KEYS = (
     "name", "description", "source", "resolutions", "transform", "wide_aspect", "resize_filter", "channels",
-    "background", "on_error", "max_images", "max_pixels", "configs", "metrics", "schedule",
+    "background", "on_error", "max_images", "max_pixels", "configs", "metrics", "schedule", "projection_targets",
 )  # fmt: skip
 _SOURCE_KEYS = ("kind", "path", "labels", "num_classes", "generator")
 _GENERATOR_KEYS = ("name", *(f.name for f in fields(ShapesSettings)))
@@ -145,6 +148,7 @@ def load_spec(path: str | os.PathLike[str]) -> DatasetSpec:
     metrics = top.take("metrics", _metric_names, ())
     schedule = top.take("schedule", lambda v: v, None)
     description = top.take("description", string, "")
+    targets = top.take("projection_targets", lambda v: v, None)
     top.finish()
     schedule = None if schedule is None else _parse_schedule(file, schedule, configs, resolutions)
     return DatasetSpec(
@@ -157,6 +161,7 @@ def load_spec(path: str | os.PathLike[str]) -> DatasetSpec:
         metrics=metrics,
         schedule=schedule,
         spec_path=file.resolve(),
+        projection_targets=None if targets is None else parse_projection_targets(file, targets),
     )
 
 
