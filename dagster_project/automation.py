@@ -53,7 +53,7 @@ def build_spec_automation(assets: SpecAssets) -> SpecAutomation:
     )
     train_job = dg.define_asset_job(
         f"{group}_train",
-        selection=dg.AssetSelection.assets(assets.network, assets.metrics, assets.samples),
+        selection=dg.AssetSelection.assets(*assets.trained),
         description=f"Train (or continue), check, evaluate and sample '{assets.spec.name}' for one config|resolution.",
     )
     schedules = [retrain_schedule(assets, train_job)] if assets.spec.schedule else []

@@ -31,6 +31,7 @@ from dagster_project.stages import (
     real_feature_statistics,
     render_samples,
 )
+from stylegan_core.io.atomic import sha256_file
 
 if TYPE_CHECKING:
     from stylegan_core.spec import DatasetSpec
@@ -43,6 +44,7 @@ CODE_VERSIONS = {
     "network": "1",
     "metrics": "1",
     "samples": "2",
+    "projections": "1",
 }
 
 
@@ -60,10 +62,18 @@ class SpecAssets:
     samples: dg.AssetsDefinition
     resolution_partitions: dg.PartitionsDefinition
     training_partitions: dg.PartitionsDefinition
+    projections: dg.AssetsDefinition | None = None
+    """Only for a spec with `projection_targets`."""
+
+    @property
+    def trained(self) -> list[dg.AssetsDefinition]:
+        """What a training run refreshes (per config|resolution)."""
+        extra = [self.projections] if self.projections is not None else []
+        return [self.network, self.metrics, self.samples, *extra]
 
     @property
     def all(self) -> list[dg.AssetsDefinition]:
-        return [self.raw_images, self.dataset, self.real_features, self.network, self.metrics, self.samples]
+        return [self.raw_images, self.dataset, self.real_features, *self.trained]
 
 
 def _version(asset: str, *spec_parts: Any) -> str:
@@ -81,8 +91,9 @@ def build_spec_assets(spec: "DatasetSpec") -> SpecAssets:
     network = _network_asset(spec, group, by_training, dataset)
     metrics = _metrics_asset(spec, group, by_training, network, real_features)
     samples = _samples_asset(spec, group, by_training, network)
+    projections = _projections_asset(spec, group, by_training, network) if spec.projection_targets else None
     return SpecAssets(spec, group, raw_images, dataset, real_features, network, metrics, samples, by_resolution,
-                      by_training)  # fmt: skip
+                      by_training, projections)  # fmt: skip
 
 
 def _raw_images_asset(spec: "DatasetSpec", group: str) -> dg.AssetsDefinition:
@@ -187,3 +198,30 @@ def _samples_asset(
         return dg.MaterializeResult(metadata=result.metadata, data_version=dg.DataVersion(result.version))
 
     return samples
+
+
+def _projections_asset(
+    spec: "DatasetSpec", group: str, partitions: dg.PartitionsDefinition, network: dg.AssetsDefinition
+) -> dg.AssetsDefinition:
+    targets = spec.projection_targets
+    assert targets is not None
+    settings = {"images": [(path.name, sha256_file(path)) for path in targets.images],
+                "num_steps": targets.num_steps, "seed": targets.seed}  # fmt: skip
+
+    @dg.asset(
+        key=[spec.name, "projections"], group_name=group, partitions_def=partitions, deps=[network], kinds={"png"},
+        code_version=_version("projections", settings),
+        description=f"The {len(targets.images)} image(s) of projection_targets projected into G_ema's W space "
+        "(NVIDIA's projector, LPIPS with VGG16), each beside its projection with the final LPIPS distance.",
+    )  # fmt: skip
+    def projections(context: AssetExecutionContext, stylegan: StyleGANResource) -> dg.MaterializeResult:
+        from dagster_project.projections import ProjectionUnavailable, project_targets
+
+        partition = parse_training_key(context.partition_key)
+        try:
+            metadata, version = project_targets(spec, partition, stylegan, context.log.info)
+        except ProjectionUnavailable as error:
+            raise dg.Failure(description=str(error), allow_retries=False) from None
+        return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(version))
+
+    return projections

@@ -30,6 +30,7 @@ ENV_FIELDS = {
     "STYLEGAN_RAY_NUM_WORKERS": "num_workers",
     "STYLEGAN_RAY_MAX_FAILURES": "max_failures",
     "STYLEGAN_SNAPSHOT_METRICS": "snapshot_metrics",
+    "STYLEGAN_VGG16": "vgg16",
 }
 LAUNCHERS = ("torchrun", "ray")
 
@@ -70,6 +71,9 @@ class StyleGANResource(dg.ConfigurableResource):
     snapshot_metrics: bool = True
     """Evaluate the spec's metrics at every training snapshot, as NVIDIA's train.py (the FID-against-kimg curve);
     false = only the `metrics` asset measures, on the final snapshot."""
+    vgg16: str = ""
+    """NVIDIA's VGG16 TorchScript (vgg16.pt) for the `projections` asset; empty = none configured (the asset then
+    fails with one sentence saying where to get it)."""
 
     @classmethod
     def from_env(cls) -> StyleGANResource:

@@ -38,14 +38,15 @@ def write_test_specs(folder: Path) -> Path:
     return folder
 
 
-def cpu_resource(artifacts: Path) -> StyleGANResource:
-    return StyleGANResource(
+def cpu_resource(artifacts: Path, **fields: object) -> StyleGANResource:
+    return StyleGANResource(  # type: ignore[arg-type]
         artifacts_dir=str(artifacts),
         cache_dir=str(SHARED_CACHE),
         device="cpu",
         nproc_per_node="1",
         image_workers=1,
         snapshot_metrics=False,  # the `metrics` asset measures once; test_dagster_cli covers per-snapshot metrics
+        **fields,
     )
 
 

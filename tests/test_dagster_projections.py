@@ -1,0 +1,123 @@
+"""The `samples` asset's style-mixing matrix and video, and the `projections` asset, materialised in a real Dagster
+instance on a saved snapshot of a tiny 16 px generator (no training: the chain tests cover that), with the tiny
+stand-in VGG16 TorchScript in place of NVIDIA's weights."""
+
+from __future__ import annotations
+
+import base64
+import io
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import PIL.Image
+import pytest
+import yaml
+from dagster_support import cpu_resource, materialization, materialize, write_test_specs
+from vgg_standin import save_standin_vgg16
+
+from dagster_project import plots, post_training
+from dagster_project.definitions import build_definitions
+from dagster_project.training import record_current_run
+from stylegan_core.io.snapshot import Snapshot, save_snapshot
+from stylegan_core.networks import Discriminator
+from tests.metrics_support import tiny_generator
+
+PARTITION = "ci-tiny|16"
+NUM_STEPS = 4
+
+
+def _png(markdown: str) -> PIL.Image.Image:
+    match = re.search(r"data:image/png;base64,([A-Za-z0-9+/=]+)", markdown)
+    assert match, markdown[:200]
+    image = PIL.Image.open(io.BytesIO(base64.b64decode(match.group(1))))
+    image.load()
+    return image
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path, Path]]:
+    """(specs folder with projection_targets, artifacts with a current snapshot, stand-in vgg16.pt)."""
+    root = tmp_path_factory.mktemp("dagster_projections")
+    specs = write_test_specs(root / "specs")
+    targets = root / "specs" / "targets"
+    targets.mkdir()
+    rng = np.random.RandomState(1)
+    for name, size in (("a.png", (24, 20)), ("b.jpg", (16, 16))):
+        PIL.Image.fromarray(rng.randint(0, 256, (*size, 3), dtype=np.uint8)).save(targets / name)
+    spec_path = specs / "shapes.yaml"
+    document = yaml.safe_load(spec_path.read_text())
+    document["projection_targets"] = {"path": "targets", "num_steps": NUM_STEPS}
+    spec_path.write_text(yaml.safe_dump(document, sort_keys=False))
+
+    artifacts = root / "artifacts"
+    G = tiny_generator(c_dim=0, resolution=16)
+    D = Discriminator(c_dim=0, img_resolution=16, img_channels=3, channel_base=128, channel_max=16)
+    run_root = artifacts / "shapes" / "ci-tiny-16"
+    run_dir = run_root / "00000-test"
+    snapshot = save_snapshot(run_dir / "snapshots" / "network-snapshot-000000.pt",
+                             Snapshot(G_kwargs=G.init_kwargs, D_kwargs=D.init_kwargs, G=G.state_dict(),
+                                      D=D.state_dict(), G_ema=G.state_dict()))  # fmt: skip
+    record_current_run(run_root, run_dir, str(snapshot))
+    yield specs, artifacts, Path(save_standin_vgg16(root / "vgg16-standin.pt", seed=0))
+
+
+def test_projections_is_an_asset_of_a_spec_with_targets_and_in_its_train_job(setup) -> None:
+    specs, artifacts, _ = setup
+    defs = build_definitions(specs, cpu_resource(artifacts))
+    keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert "shapes/projections" in keys
+    job = defs.resolve_job_def("shapes_train")
+    assert dg.AssetKey(["shapes", "projections"]) in job.asset_layer.selected_asset_keys
+    plain = write_test_specs(artifacts.parent / "plain_specs")  # the same spec without the key
+    plain_keys = build_definitions(plain, cpu_resource(artifacts)).resolve_asset_graph().get_all_asset_keys()
+    assert dg.AssetKey(["shapes", "projections"]) not in plain_keys
+
+
+def test_without_vgg16_weights_projections_fails_with_one_sentence(setup, monkeypatch) -> None:
+    specs, artifacts, _ = setup
+    monkeypatch.delenv("STYLEGAN_VGG16", raising=False)
+    defs = build_definitions(specs, cpu_resource(artifacts))
+    with dg.instance_for_test() as instance:
+        result = materialize(defs, ["shapes/projections"], PARTITION, instance, raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE").event_specific_data
+    message = failure.user_failure_data.description
+    assert message.startswith("projections need NVIDIA's VGG16 weights") and "STYLEGAN_VGG16" in message
+    assert "\n" not in message and "Traceback" not in message
+    assert not list(artifacts.glob("shapes/ci-tiny-16/*/projections"))  # nothing half-written
+
+
+def test_samples_shows_the_style_mixing_matrix_and_links_a_short_video(setup) -> None:
+    specs, artifacts, _ = setup
+    defs = build_definitions(specs, cpu_resource(artifacts))
+    with dg.instance_for_test() as instance:
+        result = materialize(defs, ["shapes/samples"], PARTITION, instance)
+    metadata = materialization(result, "shapes/samples").metadata
+    grid = Path(metadata["style_mixing_path"].value)
+    rows, cols = len(post_training.MIXING_ROW_SEEDS), len(post_training.MIXING_COL_SEEDS)
+    with PIL.Image.open(grid) as image:
+        assert image.size == ((cols + 1) * 16, (rows + 1) * 16)  # NVIDIA's layout: seeds' own images on top/left
+        top_left = np.asarray(image.convert("RGB"))[:16, :16]
+    assert not top_left.any()  # the empty corner cell
+    assert {f"{r}-{c}.png" for r in post_training.MIXING_ROW_SEEDS for c in post_training.MIXING_COL_SEEDS} <= {
+        path.name for path in grid.parent.iterdir()}  # fmt: skip
+    assert metadata["style_mixing_styles"].value == "0-2"  # 16 px: 6 ws, the coarse half
+    shown = _png(metadata["style_mixing"].value)
+    assert shown.width >= 3 * 64 and "ws 0-2 of 6" in metadata["style_mixing"].value
+    video = Path(metadata["video_path"].value)
+    assert video.is_file() and video.stat().st_size > 0 and video.stem == "interpolation"
+    assert metadata["video"].value == video.resolve().as_uri()
+    expected = "mp4" if post_training_has_mp4() else video.suffix.lstrip(".")
+    assert metadata["video_format"].value == expected == video.suffix.lstrip(".")
+    strip = _png(metadata["video_frames"].value)  # a few frames side by side, each of 2 cells
+    assert strip.height >= plots.GRID_CELL_MIN
+    assert strip.width == post_training.VIDEO_PREVIEW_FRAMES * post_training.VIDEO_GRID[0] * strip.height
+
+
+def post_training_has_mp4() -> bool:
+    from stylegan_core.export.video_writer import mp4_encoder
+
+    return mp4_encoder() is not None
