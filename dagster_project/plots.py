@@ -99,12 +99,14 @@ def line_chart(series: Mapping[str, Series], title: str, x_label: str, size: tup
     return _png(image)
 
 
-def labelled_grid(grid: Image.Image, rows: int, row_labels: Sequence[str] | None = None) -> bytes:
-    """`grid` (rows of equal cells) scaled up by a whole factor until a cell is >= GRID_CELL_MIN px, with a label
+def labelled_grid(
+    grid: Image.Image, rows: int, row_labels: Sequence[str] | None = None, cell_min: int = GRID_CELL_MIN
+) -> bytes:
+    """`grid` (rows of equal cells) scaled up by a whole factor until a cell is >= `cell_min` px, with a label
     column on the left when `row_labels` is given (one per row; extra rows stay unlabelled)."""
     grid = grid.convert("RGB")
     cell_height = grid.height // max(rows, 1)
-    factor = max(1, -(-GRID_CELL_MIN // max(cell_height, 1)))
+    factor = max(1, -(-cell_min // max(cell_height, 1)))
     scaled = grid.resize((grid.width * factor, grid.height * factor), Image.Resampling.NEAREST)
     if not row_labels:
         return _png(scaled)

@@ -22,6 +22,8 @@ MIXING_COL_SEEDS = (55, 821)
 """The first rows and columns of NVIDIA's style_mixing.py example (rows 85,100,75,458,1500; cols 55,821,1789,293)."""
 MIXING_MAX_STYLES = 7
 """NVIDIA's default --styles 0-6: at 1024 px (18 ws) the coarse and middle layers, 4-32 px."""
+MIXING_CELL_MIN = 128
+"""A 3 x 3 matrix has few cells: show each larger than a sample-grid cell."""
 VIDEO_SEEDS = tuple(range(6))
 VIDEO_GRID = (2, 1)
 """(columns, rows): two interpolations side by side, three keyframes each."""
@@ -70,7 +72,7 @@ def style_mixing_metadata(
         f"{_span(MIXING_COL_SEEDS)} (NVIDIA's style_mixing.py conventions, ψ = 1{_class_text(class_idx, names)})"
     )
     with Image.open(grid) as image:
-        png = plots.labelled_grid(image, len(MIXING_ROW_SEEDS) + 1)
+        png = plots.labelled_grid(image, len(MIXING_ROW_SEEDS) + 1, cell_min=MIXING_CELL_MIN)
     metadata = {
         "style_mixing": md.png_markdown(png, "style mixing", caption),
         "style_mixing_path": md.path(grid),

@@ -25,6 +25,8 @@ from stylegan_core.io.atomic import sha256_file
 if TYPE_CHECKING:
     from stylegan_core.spec import DatasetSpec, ProjectionTargetsSpec
 
+CELL_MIN = 128
+"""Target and projection are shown at least this large (a 16 px network's images scaled up 8x)."""
 PROGRESS_LINES = 4
 """Log lines per target (every num_steps / PROGRESS_LINES steps): enough to see it move, not one per step."""
 
@@ -114,7 +116,7 @@ def _metadata(rows: list[dict], pictures: list[tuple[Path, Path]], snapshot: Pat
     labels = [f"{Path(row['target']).stem} {row['lpips']:.3f}" for row in rows]
     caption = ("left: target (centre square, resized), right: its projection; each row is labelled with the target "
                "and the final LPIPS distance (lower is closer)")  # fmt: skip
-    png = plots.labelled_grid(side_by_side(pictures), len(rows), labels)
+    png = plots.labelled_grid(side_by_side(pictures), len(rows), labels, cell_min=CELL_MIN)
     return {
         "projections": md.png_markdown(png, f"targets and projections, {snapshot.stem}", caption),
         "lpips_mean": float(np.mean([row["lpips"] for row in rows])),

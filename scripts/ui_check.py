@@ -1,8 +1,11 @@
 """`make ui-check`: start the Dagster webserver on 127.0.0.1, read the asset graph over GraphQL, screenshot the lineage.
 
 When the demo's group has been materialised (`make demo`), it also reads what the `samples`, `metrics` and `network`
-asset pages show: the images embedded in their metadata (sample grids with class labels, FID/KID and loss charts)
-are decoded, size-checked and written to the output folder to be looked at, and those pages are screenshotted.
+asset pages show: the images embedded in their metadata (sample grids with class labels, the style-mixing matrix and
+frames of the interpolation video, FID/KID and loss charts) are decoded, size-checked and written to the output
+folder to be looked at, the video link must name a file that exists, and those pages are screenshotted. A group with
+a `projections` asset (a spec with `projection_targets`) has that page checked too: targets beside projections and
+the LPIPS distances.
 Examples whose source data is absent must not be offered as asset groups (unless $STYLEGAN_ALL_SPECS=1).
 
 The screenshots need a Chromium-family browser; without one the script says so and skips that step (exit 0).
@@ -25,6 +28,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 
@@ -40,16 +44,21 @@ EXPECTED_ASSETS = ("raw_images", "dataset", "real_features", "network", "metrics
 MATERIALIZATION_QUERY = """
 query ($path: [String!]!) { assetOrError(assetKey: {path: $path}) { ... on Asset {
     assetMaterializations(limit: 1) { partition runId metadataEntries { label __typename
-        ... on MarkdownMetadataEntry { mdStr } ... on FloatMetadataEntry { floatValue } } } } } }
+        ... on MarkdownMetadataEntry { mdStr } ... on FloatMetadataEntry { floatValue }
+        ... on UrlMetadataEntry { url } ... on PathMetadataEntry { path } } } } } }
 """
 # What each demo asset page must show: images (metadata label -> minimum width in pixels) and floats.
 PAGE_IMAGES = {
     "dataset": {"preview": 400},
-    "samples": {"grid_psi1.00": 400, "grid_psi0.70": 400},
+    "samples": {"grid_psi1.00": 400, "grid_psi0.70": 400, "style_mixing": 380, "video_frames": 400},
     "metrics": {"fid_curve": 400, "kid_curve": 400},
     "network": {"loss_curves": 400},
 }
-PAGE_FLOATS = {"metrics": ("fid", "kid")}
+PROJECTION_PAGE = {"projections": {"projections": 300}}
+"""Checked when the group has the asset (its spec lists projection_targets)."""
+PAGE_FLOATS = {"metrics": ("fid", "kid"), "projections": ("lpips_mean",)}
+PAGE_LINKS = {"samples": ("video",)}
+"""file:// links that must name an existing, non-empty file on this machine."""
 DATA_URI = re.compile(r"data:image/png;base64,([A-Za-z0-9+/=]+)")
 
 
@@ -143,12 +152,17 @@ def absent_groups_offered(nodes: list[dict]) -> list[str]:
     return [f"group {s.name} is offered but its source {s.source.path} is absent" for s in absent if s.name in groups]
 
 
-def check_asset_pages(port: int, group: str, out: Path) -> list[str]:
-    """Decode the images of the latest materialisation of each demo asset page, save them, check their size."""
-    from PIL import Image
+def pages_to_check(nodes: list[dict], group: str) -> dict[str, dict[str, int]]:
+    """The demo pages, plus `projections` when the group has that asset."""
+    assets = {n["assetKey"]["path"][-1] for n in nodes if n["groupName"] == group}
+    return {**PAGE_IMAGES, **{k: v for k, v in PROJECTION_PAGE.items() if k in assets}}
 
+
+def check_asset_pages(port: int, group: str, out: Path, pages: dict[str, dict[str, int]] = PAGE_IMAGES) -> list[str]:
+    """Decode the images of the latest materialisation of each asset page, save them, check their size; check the
+    floats and file links those pages must show."""
     problems = []
-    for asset, images in PAGE_IMAGES.items():
+    for asset, images in pages.items():
         found = graphql(port, MATERIALIZATION_QUERY, {"path": [group, asset]})["assetOrError"]
         events = (found or {}).get("assetMaterializations") or []
         if not events:
@@ -156,26 +170,47 @@ def check_asset_pages(port: int, group: str, out: Path) -> list[str]:
             continue
         entries = {entry["label"]: entry for entry in events[0]["metadataEntries"]}
         print(f"  {group}/{asset} [{events[0]['partition']}]: {', '.join(sorted(entries))}")
-        for label, min_width in images.items():
-            match = DATA_URI.search((entries.get(label) or {}).get("mdStr") or "")
-            if match is None:
-                problems.append(f"{group}/{asset}: no embedded PNG under {label!r}")
-                continue
-            png = base64.b64decode(match.group(1))
-            with Image.open(io.BytesIO(png)) as image:
-                size = image.size
-            saved = out / f"{asset}-{label}.png"
-            saved.write_bytes(png)
-            print(f"    {label}: {size[0]}x{size[1]} px, {len(png) // 1024} KB -> {saved}")
-            if size[0] < min_width:
-                problems.append(f"{group}/{asset}: {label} is {size[0]} px wide, less than {min_width}")
+        problems += _check_images(group, asset, entries, images, out)
         for prefix in PAGE_FLOATS.get(asset, ()):
             floats = {k: e["floatValue"] for k, e in entries.items() if k.startswith(prefix) and "floatValue" in e}
             if not floats:
                 problems.append(f"{group}/{asset}: no {prefix} value")
             for key, value in sorted(floats.items()):
                 print(f"    {key} = {value}")
+        for label in PAGE_LINKS.get(asset, ()):
+            problems += _check_link(group, asset, label, entries.get(label) or {})
     return problems
+
+
+def _check_images(group: str, asset: str, entries: dict, images: dict[str, int], out: Path) -> list[str]:
+    from PIL import Image
+
+    problems = []
+    for label, min_width in images.items():
+        match = DATA_URI.search((entries.get(label) or {}).get("mdStr") or "")
+        if match is None:
+            problems.append(f"{group}/{asset}: no embedded PNG under {label!r}")
+            continue
+        png = base64.b64decode(match.group(1))
+        with Image.open(io.BytesIO(png)) as image:
+            size = image.size
+        saved = out / f"{asset}-{label}.png"
+        saved.write_bytes(png)
+        print(f"    {label}: {size[0]}x{size[1]} px, {len(png) // 1024} KB -> {saved}")
+        if size[0] < min_width:
+            problems.append(f"{group}/{asset}: {label} is {size[0]} px wide, less than {min_width}")
+    return problems
+
+
+def _check_link(group: str, asset: str, label: str, entry: dict) -> list[str]:
+    url = entry.get("url") or ""
+    if not url.startswith("file://"):
+        return [f"{group}/{asset}: no file link under {label!r}"]
+    path = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+    if not path.is_file() or path.stat().st_size == 0:
+        return [f"{group}/{asset}: {label} links {path}, which is missing or empty"]
+    print(f"    {label}: {url} ({path.stat().st_size // 1024} KB)")
+    return []
 
 
 def summarise(nodes: list[dict]) -> list[str]:
@@ -240,8 +275,9 @@ def main(argv: list[str] | None = None) -> int:
         if groups:
             group = "shapes" if "shapes" in groups else groups[0]  # the demo's group shows the most
             screenshot(f"http://127.0.0.1:{port}/locations/stylegan/asset-groups/{group}", out / f"{group}.png")
-            problems += check_asset_pages(port, group, out)
-            for asset in PAGE_IMAGES:
+            pages = pages_to_check(nodes, group)
+            problems += check_asset_pages(port, group, out, pages)
+            for asset in pages:
                 url = f"http://127.0.0.1:{port}/assets/{group}/{asset}?view=events"
                 screenshot(url, out / f"{group}-{asset}-events.png")
     finally:

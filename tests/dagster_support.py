@@ -38,6 +38,42 @@ def write_test_specs(folder: Path) -> Path:
     return folder
 
 
+def add_projection_targets(specs: Path, num_steps: int) -> Path:
+    """Give the test spec two small target images (different sizes and formats) and a short projection."""
+    import numpy as np
+    import PIL.Image
+
+    targets = specs / "targets"
+    targets.mkdir(exist_ok=True)
+    rng = np.random.RandomState(1)
+    for name, size in (("a.png", (24, 20)), ("b.jpg", (16, 16))):
+        PIL.Image.fromarray(rng.randint(0, 256, (*size, 3), dtype=np.uint8)).save(targets / name)
+    spec_path = specs / "shapes.yaml"
+    document = yaml.safe_load(spec_path.read_text())
+    document["projection_targets"] = {"path": "targets", "num_steps": num_steps}
+    spec_path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return targets
+
+
+def write_snapshot_run(artifacts: Path, run_root_name: str = "ci-tiny-16") -> Path:
+    """A run directory holding one snapshot of a tiny unconditional 16 px generator, recorded as the partition's
+    current network (what a `network` materialisation leaves), so the downstream assets run without training."""
+    from dagster_project.training import record_current_run
+    from stylegan_core.io.snapshot import Snapshot, save_snapshot
+    from stylegan_core.networks import Discriminator
+    from tests.metrics_support import tiny_generator
+
+    G = tiny_generator(c_dim=0, resolution=16)
+    D = Discriminator(c_dim=0, img_resolution=16, img_channels=3, channel_base=128, channel_max=16)
+    run_root = artifacts / "shapes" / run_root_name
+    run_dir = run_root / "00000-test"
+    snapshot = save_snapshot(run_dir / "snapshots" / "network-snapshot-000000.pt",
+                             Snapshot(G_kwargs=G.init_kwargs, D_kwargs=D.init_kwargs, G=G.state_dict(),
+                                      D=D.state_dict(), G_ema=G.state_dict()))  # fmt: skip
+    record_current_run(run_root, run_dir, str(snapshot))
+    return snapshot
+
+
 def cpu_resource(artifacts: Path, **fields: object) -> StyleGANResource:
     return StyleGANResource(  # type: ignore[arg-type]
         artifacts_dir=str(artifacts),

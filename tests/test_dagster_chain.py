@@ -78,6 +78,9 @@ def test_tiny_chain_materialises_with_passing_checks(chain) -> None:
     samples = materialization(result, "shapes/samples").metadata
     assert "data:image/png;base64," in samples["grid_psi1.00"].value
     assert Path(samples["grid_psi1.00_path"].value).is_file()
+    assert "data:image/png;base64," in samples["style_mixing"].value  # issue 17: mixing matrix and video
+    assert "class circle" in samples["style_mixing"].value  # a conditional network mixes within one class
+    assert Path(samples["style_mixing_path"].value).is_file() and Path(samples["video_path"].value).is_file()
     dataset = materialization(materialize(defs, ["shapes/dataset"], "16", instance), "shapes/dataset")
     assert dataset.tags["dagster/data_version"] == dataset.metadata["content_hash"].value
     assert dataset.metadata["images"].value == 64 and dataset.metadata["label_dim"].value == 5

@@ -14,16 +14,18 @@ import dagster as dg
 import numpy as np
 import PIL.Image
 import pytest
-import yaml
-from dagster_support import cpu_resource, materialization, materialize, write_test_specs
+from dagster_support import (
+    add_projection_targets,
+    cpu_resource,
+    materialization,
+    materialize,
+    write_snapshot_run,
+    write_test_specs,
+)
 from vgg_standin import save_standin_vgg16
 
 from dagster_project import plots, post_training
 from dagster_project.definitions import build_definitions
-from dagster_project.training import record_current_run
-from stylegan_core.io.snapshot import Snapshot, save_snapshot
-from stylegan_core.networks import Discriminator
-from tests.metrics_support import tiny_generator
 
 PARTITION = "ci-tiny|16"
 NUM_STEPS = 4
@@ -42,25 +44,9 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path
     """(specs folder with projection_targets, artifacts with a current snapshot, stand-in vgg16.pt)."""
     root = tmp_path_factory.mktemp("dagster_projections")
     specs = write_test_specs(root / "specs")
-    targets = root / "specs" / "targets"
-    targets.mkdir()
-    rng = np.random.RandomState(1)
-    for name, size in (("a.png", (24, 20)), ("b.jpg", (16, 16))):
-        PIL.Image.fromarray(rng.randint(0, 256, (*size, 3), dtype=np.uint8)).save(targets / name)
-    spec_path = specs / "shapes.yaml"
-    document = yaml.safe_load(spec_path.read_text())
-    document["projection_targets"] = {"path": "targets", "num_steps": NUM_STEPS}
-    spec_path.write_text(yaml.safe_dump(document, sort_keys=False))
-
+    add_projection_targets(specs, NUM_STEPS)
     artifacts = root / "artifacts"
-    G = tiny_generator(c_dim=0, resolution=16)
-    D = Discriminator(c_dim=0, img_resolution=16, img_channels=3, channel_base=128, channel_max=16)
-    run_root = artifacts / "shapes" / "ci-tiny-16"
-    run_dir = run_root / "00000-test"
-    snapshot = save_snapshot(run_dir / "snapshots" / "network-snapshot-000000.pt",
-                             Snapshot(G_kwargs=G.init_kwargs, D_kwargs=D.init_kwargs, G=G.state_dict(),
-                                      D=D.state_dict(), G_ema=G.state_dict()))  # fmt: skip
-    record_current_run(run_root, run_dir, str(snapshot))
+    write_snapshot_run(artifacts)
     yield specs, artifacts, Path(save_standin_vgg16(root / "vgg16-standin.pt", seed=0))
 
 
@@ -106,7 +92,7 @@ def test_samples_shows_the_style_mixing_matrix_and_links_a_short_video(setup) ->
         path.name for path in grid.parent.iterdir()}  # fmt: skip
     assert metadata["style_mixing_styles"].value == "0-2"  # 16 px: 6 ws, the coarse half
     shown = _png(metadata["style_mixing"].value)
-    assert shown.width >= 3 * 64 and "ws 0-2 of 6" in metadata["style_mixing"].value
+    assert shown.width >= 3 * post_training.MIXING_CELL_MIN and "ws 0-2 of 6" in metadata["style_mixing"].value
     video = Path(metadata["video_path"].value)
     assert video.is_file() and video.stat().st_size > 0 and video.stem == "interpolation"
     assert metadata["video"].value == video.resolve().as_uri()
