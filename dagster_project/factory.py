@@ -175,8 +175,13 @@ def _metrics_asset(
         description=f"{', '.join(spec.metrics)} of the latest snapshot (also appended to metric-<name>.jsonl).",
     )  # fmt: skip
     def metrics(context: AssetExecutionContext, stylegan: StyleGANResource) -> dg.MaterializeResult:
+        from stylegan_core.metrics.inception import DetectorNotFoundError
+
         partition = parse_training_key(context.partition_key)
-        result = measure_metrics(spec, partition, stylegan, context.log.info)
+        try:
+            result = measure_metrics(spec, partition, stylegan, context.log.info)
+        except DetectorNotFoundError as error:  # PR/PPL without VGG16, IS without NVIDIA's Inception: one sentence
+            raise dg.Failure(description=str(error), allow_retries=False) from None
         context.log.info(" ".join(f"{name} {value:.4f}" for name, value in result.values.items()))
         return dg.MaterializeResult(metadata=result.metadata, data_version=dg.DataVersion(result.version))
 

@@ -72,8 +72,8 @@ class StyleGANResource(dg.ConfigurableResource):
     """Evaluate the spec's metrics at every training snapshot, as NVIDIA's train.py (the FID-against-kimg curve);
     false = only the `metrics` asset measures, on the final snapshot."""
     vgg16: str = ""
-    """NVIDIA's VGG16 TorchScript (vgg16.pt) for the `projections` asset; empty = none configured (the asset then
-    fails with one sentence saying where to get it)."""
+    """NVIDIA's VGG16 TorchScript (vgg16.pt) for the `projections` asset and the PR/PPL metrics (also handed to the
+    training workers); empty = none configured: those fail with one sentence saying where to get it."""
 
     @classmethod
     def from_env(cls) -> StyleGANResource:

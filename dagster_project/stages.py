@@ -248,6 +248,8 @@ def launch_training(
             other = torchrun_command(stylegan, plan.run_dir, node_rank)
             context.log.info(f"start on node {node_rank}: " + " ".join(other))
     env = {**worker_env(), "STYLEGAN_CACHE_DIR": str(stylegan.cache_root())}
+    if stylegan.vgg16:  # PR and PPL at every snapshot need VGG16 in the workers too
+        env["STYLEGAN_VGG16"] = stylegan.vgg16
     invocation = client.run(context=context, command=command, env=env, cwd=str(REPO_ROOT))
     result = invocation.get_materialize_result()
     snapshot = str(result.metadata["snapshot"].value)
@@ -287,7 +289,8 @@ def measure_metrics(
     names = list(spec.metrics)
     results = compute_metrics(G, facts.zip_path, names, device, stylegan.features_cache_dir(),
                               progress=LineProgress(log) if log is not None else False,
-                              run_dir=run_dir, snapshot_path=snapshot, reuse_recorded=True)  # fmt: skip
+                              run_dir=run_dir, snapshot_path=snapshot, reuse_recorded=True,
+                              vgg16=stylegan.vgg16 or None)  # fmt: skip
     values = {key: float(value) for result in results.values() for key, value in result.items()}
     history = views.metric_history(run_dir, names)
     metadata: dict[str, Any] = {

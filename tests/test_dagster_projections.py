@@ -14,6 +14,7 @@ import dagster as dg
 import numpy as np
 import PIL.Image
 import pytest
+import yaml
 from dagster_support import (
     add_projection_targets,
     cpu_resource,
@@ -107,3 +108,33 @@ def post_training_has_mp4() -> bool:
     from stylegan_core.export.video_writer import mp4_encoder
 
     return mp4_encoder() is not None
+
+
+def test_pr_and_ppl_are_selectable_metrics_and_charted_per_family(setup, tmp_path: Path, monkeypatch) -> None:
+    """A spec listing the new metrics: the `metrics` asset measures them with the stand-in VGG16, reports every
+    result key (PR's precision and recall) as a float and draws one chart per family; without VGG16 it fails with
+    one sentence."""
+    specs, _, vgg16 = setup
+    monkeypatch.delenv("STYLEGAN_VGG16", raising=False)
+    document = yaml.safe_load((specs / "shapes.yaml").read_text())
+    document["metrics"] = ["pr643_full", "ppl_32_wend"]
+    del document["projection_targets"]
+    own_specs = tmp_path / "specs"
+    own_specs.mkdir()
+    (own_specs / "shapes.yaml").write_text(yaml.safe_dump(document, sort_keys=False))
+    artifacts = tmp_path / "artifacts"
+    write_snapshot_run(artifacts)
+    with dg.instance_for_test() as instance:
+        bare = build_definitions(own_specs, cpu_resource(artifacts))
+        materialize(bare, ["shapes/raw_images", "shapes/dataset"], "16", instance)
+        failed = materialize(bare, ["shapes/metrics"], PARTITION, instance, raise_on_error=False)
+        failure = next(e for e in failed.all_events if e.event_type_value == "STEP_FAILURE").event_specific_data
+        assert "STYLEGAN_VGG16" in failure.user_failure_data.description
+        defs = build_definitions(own_specs, cpu_resource(artifacts, vgg16=str(vgg16)))
+        measured = materialize(defs, ["shapes/metrics"], PARTITION, instance)
+    metadata = materialization(measured, "shapes/metrics").metadata
+    assert {"pr643_full_precision", "pr643_full_recall", "ppl_32_wend"} <= set(metadata)
+    assert 0 <= metadata["pr643_full_precision"].value <= 1 and 0 <= metadata["pr643_full_recall"].value <= 1
+    assert {"pr_curve", "ppl_curve"} <= set(metadata) and "fid_curve" not in metadata
+    assert "PR against training progress (higher is better)" not in metadata["pr_curve"].value  # drawn, not written
+    assert _png(metadata["pr_curve"].value).size == plots.CHART_SIZE

@@ -21,7 +21,7 @@ from vgg_standin import save_standin_vgg16
 from dagster_project.definitions import build_definitions
 
 REPO = Path(__file__).resolve().parents[1]
-pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the webserver is stopped by process group")
+pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="stops the webserver by process group")
 
 
 def _ui_check():
