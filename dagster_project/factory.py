@@ -221,11 +221,12 @@ def _projections_asset(
     )  # fmt: skip
     def projections(context: AssetExecutionContext, stylegan: StyleGANResource) -> dg.MaterializeResult:
         from dagster_project.projections import ProjectionUnavailable, project_targets
+        from stylegan_core.errors import InputError
 
         partition = parse_training_key(context.partition_key)
         try:
             metadata, version = project_targets(spec, partition, stylegan, context.log.info)
-        except ProjectionUnavailable as error:
+        except (ProjectionUnavailable, InputError) as error:  # no VGG16; a target changed since the spec loaded
             raise dg.Failure(description=str(error), allow_retries=False) from None
         return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(version))
 

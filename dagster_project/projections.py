@@ -35,21 +35,6 @@ class ProjectionUnavailable(RuntimeError):
     """The projector cannot run here (no VGG16 weights); the message is one sentence for the UI."""
 
 
-def load_target(path: Path, resolution: int, channels: int) -> Any:
-    """uint8 tensor [C, H, W]: the centre square of the image, resized (Lanczos) to the network's size, as NVIDIA's
-    projector.py prepares its target; grey for a grey network."""
-    import PIL.Image
-    import torch
-
-    with PIL.Image.open(path) as image:
-        image = image.convert("RGB" if channels == 3 else "L")
-    side = min(image.size)
-    left, top = (image.width - side) // 2, (image.height - side) // 2
-    image = image.crop((left, top, left + side, top + side)).resize((resolution, resolution), PIL.Image.LANCZOS)
-    pixels = np.asarray(image, dtype=np.uint8).reshape(resolution, resolution, channels)
-    return torch.from_numpy(pixels.transpose(2, 0, 1).copy())
-
-
 def load_vgg(stylegan: StyleGANResource, device: Any) -> Any:
     from stylegan_core.metrics.vgg import DetectorNotFoundError, load_vgg16
 
@@ -69,7 +54,8 @@ def project_targets(
     run_dir, snapshot = current_snapshot(stylegan.run_root(spec.name, partition.config, partition.resolution))
     device = stylegan.torch_device()
     vgg = load_vgg(stylegan, device)
-    from stylegan_core.export.projector import project, write_projection  # after the weights: the likelier problem
+    from stylegan_core.export.projector import project, write_projection
+    from stylegan_core.export.projector_target import load_target_image
 
     G = load_generator(snapshot, "G_ema", device)
     class_idx = 0 if G.c_dim else None  # a target has no label; class 0 gives the start w and the w-noise scale
@@ -79,7 +65,7 @@ def project_targets(
     out_root = run_dir / "projections" / snapshot.stem
     rows, pictures = [], []
     for image_path in targets.images:
-        target = load_target(image_path, G.img_resolution, G.img_channels)
+        target = load_target_image(image_path, G.img_resolution, G.img_channels)  # NVIDIA's crop + LANCZOS
         log(f"projecting {image_path.name} into {snapshot.name}")
         projection = project(G, target, vgg=vgg, class_idx=class_idx, device=device,
                              progress=_progress(image_path.name, log), **options)  # fmt: skip

@@ -25,7 +25,7 @@ from dagster_support import (
 )
 from vgg_standin import save_standin_vgg16
 
-from dagster_project import plots, post_training
+from dagster_project import plots, post_training, projections
 from dagster_project.definitions import build_definitions
 
 PARTITION = "ci-tiny|16"
@@ -75,6 +75,31 @@ def test_without_vgg16_weights_projections_fails_with_one_sentence(setup, monkey
     assert message.startswith("projections need NVIDIA's VGG16 weights") and "STYLEGAN_VGG16" in message
     assert "\n" not in message and "Traceback" not in message
     assert not list(artifacts.glob("shapes/ci-tiny-16/*/projections"))  # nothing half-written
+
+
+def test_projections_show_each_target_beside_its_projection_with_lpips(setup) -> None:
+    specs, artifacts, vgg16 = setup
+    defs = build_definitions(specs, cpu_resource(artifacts, vgg16=str(vgg16)))
+    with dg.instance_for_test() as instance:
+        result = materialize(defs, ["shapes/projections"], PARTITION, instance)
+        logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    metadata = materialization(result, "shapes/projections").metadata
+    rows = metadata["lpips"].value.records
+    assert [row.data["target"] for row in rows] == ["a.png", "b.jpg"]
+    for row in rows:
+        assert row.data["steps"] == NUM_STEPS and 0 <= row.data["lpips"] < float("inf")
+        w = np.load(row.data["projected_w"])["w"]
+        assert w.shape == (1, 6, 8) and np.isfinite(w).all()  # 16 px: 6 ws of w_dim 8
+    assert metadata["lpips_mean"].value == pytest.approx(np.mean([row.data["lpips"] for row in rows]))
+    out = Path(metadata["outdir"].value)
+    assert {p.name for p in (out / "a").iterdir()} == {"target.png", "proj.png", "projected_w.npz"}
+    shown = _png(metadata["projections"].value).convert("RGB")
+    cell = -(-projections.CELL_MIN // 16) * 16
+    assert shown.size == (plots.LABEL_WIDTH + 2 * cell, 2 * cell)  # one row per target: target | projection
+    with PIL.Image.open(out / "b" / "target.png") as target:  # the target cell is the prepared target, scaled up
+        expected = np.asarray(target.convert("RGB").resize((cell, cell), PIL.Image.NEAREST))
+    assert np.array_equal(np.asarray(shown)[cell:, plots.LABEL_WIDTH : plots.LABEL_WIDTH + cell], expected)
+    assert f"step {NUM_STEPS}/{NUM_STEPS}" in " ".join(logs)
 
 
 def test_samples_shows_the_style_mixing_matrix_and_links_a_short_video(setup) -> None:

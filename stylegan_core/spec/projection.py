@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from stylegan_core.data.options import DEFAULT_MAX_PIXELS
 from stylegan_core.spec.fields import Section, integer, path_in
 
 MAX_PROJECTION_TARGETS = 8
 """Each target costs a full projection (NVIDIA: 1000 optimisation steps) per trained network."""
 MAX_TARGET_BYTES = 32 << 20
-MAX_TARGET_PIXELS = 8192 * 8192
+"""Stricter than the projector's own bound (export/projector_target.py), which then never refuses a listed target."""
+MAX_TARGET_PIXELS = DEFAULT_MAX_PIXELS
+"""The projector's and ingestion's pixel bound."""
 MAX_PROJECTION_STEPS = 100_000
 TARGET_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 _KEYS = ("path", "num_steps", "seed")
