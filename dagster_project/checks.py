@@ -17,6 +17,7 @@ import dagster as dg
 from dagster import AssetCheckExecutionContext
 
 from dagster_project import metadata as md
+from dagster_project import views
 from dagster_project.factory import SpecAssets
 from dagster_project.partitions import parse_training_key
 from dagster_project.resources import StyleGANResource
@@ -105,21 +106,33 @@ def augment_p_result(p: float | None) -> dg.AssetCheckResult:
 
 
 def metric_values(materialization: dg.AssetMaterialization, names: list[str]) -> dict[str, float]:
+    """The result keys of `names`: the name itself (FID, KID, PPL) or `<name>_<result>` (PR's precision and recall,
+    IS's mean and std)."""
     values = {}
-    for name in names:
-        entry = materialization.metadata.get(name)
-        if entry is not None and isinstance(entry.value, (int, float)) and math.isfinite(entry.value):
-            values[name] = float(entry.value)
+    for key, entry in materialization.metadata.items():
+        if not any(key == name or key.startswith(f"{name}_") for name in names):
+            continue
+        if isinstance(entry.value, (int, float)) and math.isfinite(entry.value):
+            values[key] = float(entry.value)
     return values
 
 
+def _worse(key: str, value: float, before: float) -> bool:
+    margin = abs(before) * REGRESSION_RELATIVE_TOLERANCE + REGRESSION_ABSOLUTE_TOLERANCE
+    match views.metric_direction(key):
+        case "lower":  # FID, KID, PPL
+            return value > before + margin
+        case "higher":  # precision, recall, IS
+            return value < before - margin
+    return False  # a spread (IS std) is not better either way
+
+
 def regression_result(current: Mapping[str, float], previous: Mapping[str, float]) -> dg.AssetCheckResult:
-    """Lower is better for every metric we report (FID, KID)."""
+    """Worse by more than the margin, in the direction each metric improves (views.METRIC_BETTER)."""
     worse = {
         name: (previous[name], value)
         for name, value in current.items()
-        if name in previous
-        and value > previous[name] * (1 + REGRESSION_RELATIVE_TOLERANCE) + REGRESSION_ABSOLUTE_TOLERANCE
+        if name in previous and _worse(name, value, previous[name])
     }
     rows = [
         {"metric": name, "previous": previous.get(name), "current": value, "regressed": name in worse}

@@ -138,6 +138,11 @@ def metric_family(key: str) -> str:
     return match.group(0) if match else key
 
 
+def metric_direction(key: str) -> str | None:
+    """Which way a result key improves, "lower" or "higher"; None for a spread (`is50k_std`) or unknown family."""
+    return None if key.endswith("_std") else METRIC_BETTER.get(metric_family(key))
+
+
 def metric_charts(history: Mapping[str, Sequence[tuple[float, float]]]) -> dict[str, bytes]:
     """One chart per metric family, since their scales differ: {"fid": png, "kid": png, "pr": png, ...}.
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from dagster_project.checks import augment_p_result, regression_result
+from dagster_project.checks import augment_p_result, metric_values, regression_result
 from dagster_project.definitions import build_definitions
 from dagster_project.factory import CODE_VERSIONS
 from dagster_project.partitions import TrainingPartition, parse_training_key
@@ -179,6 +179,15 @@ def test_metric_regression_warns_only_when_worse() -> None:
     assert better.passed and first.passed
     assert not worse.passed and worse.severity == dg.AssetCheckSeverity.WARN
     assert "fid64_full" in worse.description and "kid64_full" not in worse.description
+    # Precision, recall and IS improve upwards; IS's std is no direction; PPL is lower-better like FID.
+    pr = {"pr643_full_precision": 0.5, "pr643_full_recall": 0.5, "is64_mean": 3.0, "is64_std": 0.2, "ppl_32_wend": 50.0}
+    up = regression_result({**pr, "pr643_full_precision": 0.7, "is64_mean": 4.0, "is64_std": 0.05}, pr)
+    down = regression_result({**pr, "pr643_full_recall": 0.3, "is64_mean": 2.0, "ppl_32_wend": 80.0}, pr)
+    assert up.passed and not down.passed
+    assert "pr643_full_recall" in down.description and "is64_mean" in down.description and "ppl_32" in down.description
+    metadata = {"pr643_full_precision": 0.5, "pr643_full_recall": 0.4, "fid64_full": 10.0, "kimg": 4.0}
+    event = dg.AssetMaterialization("metrics", metadata=metadata)
+    assert metric_values(event, ["pr643_full"]) == {"pr643_full_precision": 0.5, "pr643_full_recall": 0.4}
 
 
 def _live_members(group: int) -> list[int]:
