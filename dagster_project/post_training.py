@@ -106,7 +106,8 @@ def video_metadata(G: Any, out_dir: Path, class_idx: int | None, names: Sequence
     kept = _Kept(every=max(1, frames // VIDEO_PREVIEW_FRAMES), frames=[])
     rendered = interpolation_frames(G, VIDEO_SEEDS, config, batch=VIDEO_BATCH)
     path = write_video(_scaled(rendered, factor, kept), output, VIDEO_FPS)
-    strip = np.concatenate(kept.frames, axis=1)
+    gap = np.full((kept.frames[0].shape[0], 1, kept.frames[0].shape[2]), 255, dtype=np.uint8)  # frames apart
+    strip = np.concatenate([part for frame in kept.frames for part in (gap, frame)][1:], axis=1)
     from PIL import Image
 
     image = Image.fromarray(strip[:, :, 0] if strip.shape[2] == 1 else strip)
