@@ -172,6 +172,21 @@ def test_transfer_copies_weights_and_resets_progress(dataset, tmp_path, quick_gr
     assert "Fine-tuning from the weights" in (tmp_path / "tuned" / "log.txt").read_text()
 
 
+def test_float16_snapshot_continues_on_a_cpu_in_float32(dataset, tmp_path, quick_grids):
+    # A GPU run's snapshot has float16 blocks; resumed on a CPU (float32 by policy) it is the same network, so the
+    # training continues (progress kept) and the log names the precision change instead of restarting as a fine-tune.
+    gpu_like = tiny_options(dataset, aug="noaug", kimg=0.004, tick=0.004, snap="none", fp32=False, num_fp16_res=1,
+                            fp16_on_cpu=True)  # fmt: skip
+    assert gpu_like.network.num_fp16_res == 1
+    source = train(gpu_like, tmp_path / "gpu")
+    options = tiny_options(dataset, aug="noaug", kimg=0.008, tick=0.004, snap="none", fp32=False, num_fp16_res=1,
+                           resume=str(source.last_snapshot))  # fmt: skip
+    result = train(options, tmp_path / "cpu")
+    assert result.cur_nimg == 8  # continued from 4, not restarted
+    log = (tmp_path / "cpu" / "log.txt").read_text()
+    assert "Continuing the training" in log and "network.num_fp16_res: 1 -> 0" in log
+
+
 def test_transfer_with_different_shapes_lists_the_tensors(dataset, tmp_path, quick_grids):
     source = train(tiny_options(dataset, aug="noaug", kimg=0.004, tick=0.004, snap="none"), tmp_path / "source")
     options = tiny_options(dataset, aug="noaug", kimg=0.004, cmax=16, resume=str(source.last_snapshot))
