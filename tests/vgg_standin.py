@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
+import warnings
 
 import numpy as np
 import torch
@@ -25,14 +26,15 @@ class StandinVGG16(torch.nn.Module):
         rng = np.random.RandomState(seed)
 
         def tensor(*shape: int, scale: float) -> torch.nn.Parameter:
-            return torch.nn.Parameter(torch.from_numpy((rng.randn(*shape) * scale).astype(np.float32)))
+            values = torch.from_numpy((rng.randn(*shape) * scale).astype(np.float32))
+            return torch.nn.Parameter(values, requires_grad=False)  # as NVIDIA's file: frozen weights
 
         self.conv1 = tensor(4, 3, 3, 3, scale=(1 / 27) ** 0.5)
         self.bias1 = tensor(4, scale=0.1)
         self.conv2 = tensor(8, 4, 3, 3, scale=(1 / 36) ** 0.5)
         self.bias2 = tensor(8, scale=0.1)
-        self.lin1 = torch.nn.Parameter(torch.from_numpy(rng.uniform(0.1, 1.0, 4).astype(np.float32)))
-        self.lin2 = torch.nn.Parameter(torch.from_numpy(rng.uniform(0.1, 1.0, 8).astype(np.float32)))
+        self.lin1 = torch.nn.Parameter(torch.from_numpy(rng.uniform(0.1, 1.0, 4).astype(np.float32)), False)
+        self.lin2 = torch.nn.Parameter(torch.from_numpy(rng.uniform(0.1, 1.0, 8).astype(np.float32)), False)
         self.fc = tensor(16, 8, scale=(1 / 8) ** 0.5)
 
     def forward(
@@ -63,7 +65,9 @@ _scripted: list[torch.jit.ScriptModule] = []
 def build_standin_vgg16(seed: int = 0) -> torch.jit.ScriptModule:
     # Compile once per process (the slow part), then give a copy of that module the weights of `seed`.
     if not _scripted:
-        _scripted.append(torch.jit.script(StandinVGG16(0).eval()))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", DeprecationWarning)
+            _scripted.append(torch.jit.script(StandinVGG16(0).eval()))
     module = copy.deepcopy(_scripted[0])
     module.load_state_dict(StandinVGG16(seed).state_dict())
     return module

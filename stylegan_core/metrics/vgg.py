@@ -138,6 +138,9 @@ def _load_uncached(source: Path, expected_sha256: str | None, device: torch.devi
             f"{source} is not a TorchScript file ({error.__class__.__name__}); expected NVIDIA's vgg16.pt"
         ) from None
     _check_signature(network, source)
+    # Frozen: a detector is never trained, and weights that require grad would tie every output to one graph.
+    for parameter in network.parameters():
+        parameter.requires_grad_(False)
     detector = VGG16(network.eval(), source, sha256, num_bytes)
     _check_output(detector, device)
     return detector
