@@ -143,3 +143,12 @@ def test_written_outputs(tmp_path, reference_G, projection_50):
     w = load_projected_w(paths["projected_w"], 8, 32)
     assert np.array_equal(w, projection_50.w_steps[-1:])
     assert np.array_equal(np.asarray(PIL.Image.open(paths["target"])), target.permute(1, 2, 0).numpy())
+
+
+def test_images_over_256_are_area_downsampled():
+    from stylegan_core.export.projector import vgg_size
+
+    images = torch.rand([1, 3, 512, 512]) * 255
+    torch.testing.assert_close(vgg_size(images), torch.nn.functional.avg_pool2d(images, 2))  # area 2:1 = 2x2 mean
+    at_256 = torch.rand([1, 3, 256, 256])
+    assert vgg_size(at_256) is at_256  # NVIDIA downsamples only when larger than 256
