@@ -22,6 +22,9 @@ from stylegan_core.io.nvidia import load_state_dict_strict
 from stylegan_core.metrics.vgg import load_vgg16
 from stylegan_core.networks import Generator
 
+# One torch thread: these small graphs run fastest so on shared CI cores (the tolerance holds on 1 and 2).
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 PROJECTOR = FIXTURES / "projector"
 TARGET = PROJECTOR / "target_G32_skip_c0_seed7.png"
 NVIDIA_W = PROJECTOR / "nvidia_w_steps_G32_skip_c0_seed303.npz"
