@@ -24,6 +24,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
         "style-mixing matrix: row seeds with some styles taken from column seeds",
     ),
     ("video", "stylegan_core.cli.video", "latent interpolation video through seeds (MP4, else animated WebP/GIF)"),
+    ("project", "stylegan_core.cli.project", "project an image into a network's W space (NVIDIA's projector)"),
     ("metrics", "stylegan_core.cli.metrics", "compute FID/KID of a snapshot"),
     (
         "import-nvidia",

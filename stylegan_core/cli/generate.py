@@ -45,9 +45,17 @@ def add_rendering_arguments(parser: argparse.ArgumentParser, noise_mode: str = D
     """--trunc, --class, --noise-mode and --device: how generate, style-mixing and video run G."""
     parser.add_argument("--trunc", dest="truncation_psi", type=truncation_argument, default=DEFAULT_TRUNCATION_PSI,
                         help=f"truncation psi (default {DEFAULT_TRUNCATION_PSI})")  # fmt: skip
-    parser.add_argument("--class", dest="class_idx", help="class index or name (conditional networks)")
+    add_class_argument(parser)
     parser.add_argument("--noise-mode", choices=NOISE_MODES, default=noise_mode,
                         help=f"noise inputs (default {noise_mode})")  # fmt: skip
+    add_device_argument(parser)
+
+
+def add_class_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--class", dest="class_idx", help="class index or name (conditional networks)")
+
+
+def add_device_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default="auto", help="cpu, cuda, cuda:1, ... (default: cuda if available)")
 
 

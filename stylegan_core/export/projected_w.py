@@ -44,6 +44,18 @@ def load_projected_w(path: str | os.PathLike[str], num_ws: int, w_dim: int) -> n
     return w.astype(np.float32)
 
 
+def save_projected_w(path: str | os.PathLike[str], w: np.ndarray) -> Path:
+    """Write ``w`` (float32 [N, num_ws, w_dim]) as NVIDIA's projector does (an npz with one array ``w``), atomically."""
+    from stylegan_core.io.atomic import atomic_file
+
+    w = np.asarray(w, dtype=np.float32)
+    if w.ndim != 3 or len(w) == 0 or not np.isfinite(w).all():
+        raise ValueError(f"{path}: projected w must be finite float32 [N, num_ws, w_dim], got {list(w.shape)}")
+    with atomic_file(path) as file:
+        np.savez(file, w=w)
+    return Path(path)
+
+
 @torch.no_grad()
 def write_projected_images(
     G: torch.nn.Module,
