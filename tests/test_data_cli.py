@@ -51,6 +51,24 @@ def test_bad_input_exits_nonzero_with_one_line(tmp_path: Path, capsys: pytest.Ca
     assert not (tmp_path / "o.zip").exists()
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--num-classes", "20000", "must be in [1, 10000], got 20000"),  # a dataset no training run would accept
+        ("--max-images", "0", "must be in [1,"),
+        ("--workers", "two", "expected an integer, got 'two'"),
+    ],
+)
+def test_bad_flag_values_are_usage_errors_naming_the_flag(tmp_path, capsys, flag, value, message) -> None:
+    argv = ["prepare", "--source", str(tmp_path), "--dest", str(tmp_path / "o.zip"), "--resolution", "16", flag, value]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["dataset", *argv])
+    stderr = capsys.readouterr().err
+    assert exit_info.value.code == 2
+    assert f"argument {flag}: {message}" in stderr and "Traceback" not in stderr
+    assert not (tmp_path / "o.zip").exists()
+
+
 def test_prepare_from_a_spec_with_a_generated_source(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     spec = tmp_path / "tiny.yaml"
     spec.write_text(

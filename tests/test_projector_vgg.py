@@ -64,6 +64,7 @@ def test_bounded_before_loading(monkeypatch, standin):
         vgg.load_vgg16(path)
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
 def test_wrong_files_are_one_line(tmp_path):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a zip at all")

@@ -172,6 +172,38 @@ def test_transfer_copies_weights_and_resets_progress(dataset, tmp_path, quick_gr
     assert "Fine-tuning from the weights" in (tmp_path / "tuned" / "log.txt").read_text()
 
 
+def test_float16_snapshot_continues_on_a_cpu_in_float32(dataset, tmp_path, quick_grids):
+    # A GPU run's snapshot has float16 blocks; resumed on a CPU (float32 by policy) it is the same network, so the
+    # training continues (progress kept) and the log names the precision change instead of restarting as a fine-tune.
+    gpu_like = tiny_options(dataset, aug="noaug", kimg=0.004, tick=0.004, snap="none", fp32=False, num_fp16_res=1,
+                            fp16_on_cpu=True)  # fmt: skip
+    assert gpu_like.network.num_fp16_res == 1
+    source = train(gpu_like, tmp_path / "gpu")
+    _check_float32_inference_on_cpu(source.last_snapshot)
+    options = tiny_options(dataset, aug="noaug", kimg=0.008, tick=0.004, snap="none", fp32=False, num_fp16_res=1,
+                           resume=str(source.last_snapshot))  # fmt: skip
+    result = train(options, tmp_path / "cpu")
+    assert result.cur_nimg == 8  # continued from 4, not restarted
+    log = (tmp_path / "cpu" / "log.txt").read_text()
+    assert "Continuing the training" in log and "network.num_fp16_res: 1 -> 0" in log
+
+
+def _check_float32_inference_on_cpu(snapshot_path) -> None:
+    # load_generator on a CPU runs the float16 block in float32: exactly the force_fp32 path of the same weights.
+    from stylegan_core.networks import Generator
+
+    snapshot = load_snapshot(snapshot_path)
+    as_trained = Generator(**snapshot.G_kwargs).eval()
+    as_trained.load_state_dict(snapshot.G_ema)
+    loaded = load_generator(snapshot_path)
+    assert loaded.init_kwargs["synthesis_kwargs"]["num_fp16_res"] == 1  # what it is, unchanged
+    ws = as_trained.mapping(torch.randn(2, as_trained.z_dim), torch.eye(3)[:2])
+    float32 = as_trained.synthesis(ws, noise_mode="const", force_fp32=True)
+    float16 = as_trained.synthesis(ws, noise_mode="const")
+    assert torch.equal(loaded.synthesis(ws, noise_mode="const"), float32)  # same kernels, same order
+    assert not torch.equal(float16, float32)
+
+
 def test_transfer_with_different_shapes_lists_the_tensors(dataset, tmp_path, quick_grids):
     source = train(tiny_options(dataset, aug="noaug", kimg=0.004, tick=0.004, snap="none"), tmp_path / "source")
     options = tiny_options(dataset, aug="noaug", kimg=0.004, cmax=16, resume=str(source.last_snapshot))

@@ -282,11 +282,12 @@ def _cli(*argv: str) -> int:
 
 def _nvidia_seed_image(G: torch.nn.Module, seed: int, class_idx: int) -> np.ndarray:
     # NVIDIA's generate.py: z from RandomState(seed), one-hot label, const noise, (x * 127.5 + 128) clamped to uint8.
+    # On a CPU the float16 blocks run in float32, as in StyleGAN3's copy of these networks (ADA's script needs CUDA).
     z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).float()
     label = torch.zeros([1, G.c_dim])
     label[0, class_idx] = 1
     with torch.no_grad():
-        image = G.eval()(z, label, truncation_psi=1, noise_mode="const")
+        image = G.eval()(z, label, truncation_psi=1, noise_mode="const", force_fp32=True)
     return (image.permute(0, 2, 3, 1) * 127.5 + 128).clamp(0, 255).to(torch.uint8)[0].numpy()
 
 

@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from stylegan_core.cli.arguments import whole_number
 from stylegan_core.data.options import (
     CHANNEL_POLICIES,
     LABEL_SOURCES,
@@ -21,8 +22,12 @@ from stylegan_core.data.options import (
     IngestOptions,
 )
 from stylegan_core.errors import UsageError, run_reporting
+from stylegan_core.io.limits import MAX_C_DIM
 
 # Ingestion flags that map one-to-one onto IngestOptions fields (None = not given, keep the default or the spec's).
+# Bounds checked when the flags are parsed (exit 2); the library checks the same values again for API callers.
+MAX_IMAGES = 1 << 31
+MAX_WORKERS = 1024
 _OPTION_FLAGS = ("transform", "resize_filter", "channels", "labels", "on_error", "num_classes", "max_images")
 
 
@@ -47,10 +52,16 @@ def _add_prepare(commands: argparse._SubParsersAction) -> None:
     prepare.add_argument("--resize-filter", choices=RESIZE_FILTERS, default=None, help="default lanczos")
     prepare.add_argument("--channels", choices=CHANNEL_POLICIES, default=None, help="default auto")
     prepare.add_argument("--labels", choices=LABEL_SOURCES, default=None, help="default auto")
-    prepare.add_argument("--num-classes", type=int, default=None, help="declared class count (label range)")
+    prepare.add_argument(
+        "--num-classes", type=whole_number(1, MAX_C_DIM), default=None, help="declared class count (label range)"
+    )
     prepare.add_argument("--on-error", choices=ON_ERROR, default=None, help="fail (default) or skip bad files")
-    prepare.add_argument("--max-images", type=int, default=None, help="use only the first N images")
-    prepare.add_argument("--workers", type=int, default=None, help="decoding processes (default: all cores)")
+    prepare.add_argument(
+        "--max-images", type=whole_number(1, MAX_IMAGES), default=None, help="use only the first N images"
+    )
+    prepare.add_argument(
+        "--workers", type=whole_number(1, MAX_WORKERS), default=None, help="decoding processes (default: all cores)"
+    )
     prepare.add_argument("--work-dir", type=Path, default=None, help="with --spec: where generated sources go")
     prepare.add_argument("--quiet", action="store_true", help="no progress bar")
     prepare.set_defaults(func=run_prepare)

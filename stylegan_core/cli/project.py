@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from stylegan_core.cli.arguments import whole_number
 from stylegan_core.cli.generate import add_class_argument, add_device_argument, add_network_argument
 from stylegan_core.export.projector import DEFAULT_NUM_STEPS, DEFAULT_SEED, MAX_NUM_STEPS
 
@@ -22,9 +23,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_network_argument(parser)
     parser.add_argument("--target", required=True, type=Path, help="image to project (centre-cropped, resized)")
     parser.add_argument("--outdir", required=True, type=Path, help="folder for the outputs")
-    parser.add_argument("--num-steps", type=bounded_int(1, MAX_NUM_STEPS), default=DEFAULT_NUM_STEPS,
+    parser.add_argument("--num-steps", type=whole_number(1, MAX_NUM_STEPS), default=DEFAULT_NUM_STEPS,
                         help="optimisation steps (default %(default)s)")  # fmt: skip
-    parser.add_argument("--seed", type=bounded_int(0, MAX_SEED), default=DEFAULT_SEED,
+    parser.add_argument("--seed", type=whole_number(0, MAX_SEED), default=DEFAULT_SEED,
                         help="random seed (default %(default)s)")  # fmt: skip
     parser.add_argument("--save-video", action="store_true",
                         help="also write proj.mp4, target | projection at every step (WebP/GIF without an MP4 "
@@ -33,19 +34,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_class_argument(parser)
     add_device_argument(parser)
     parser.set_defaults(func=run)
-
-
-def bounded_int(low: int, high: int):
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number in {low}..{high}, got {text!r}") from None
-        if not low <= value <= high:
-            raise argparse.ArgumentTypeError(f"expected a whole number in {low}..{high}, got {text!r}")
-        return value
-
-    return parse
 
 
 def run(args: argparse.Namespace) -> int:

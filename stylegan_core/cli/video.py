@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 from pathlib import Path
 
+from stylegan_core.cli.arguments import whole_number
 from stylegan_core.cli.generate import (
     add_network_argument,
     add_rendering_arguments,
@@ -32,22 +33,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_network_argument(parser)
     parser.add_argument("--seeds", required=True, type=seeds_argument, help="keyframe seeds, e.g. 0-31")
     parser.add_argument("--grid", type=parse_grid_size, default=defaults.grid, help="COLUMNSxROWS (default 1x1)")
-    parser.add_argument("--frames-per-seed", "--w-frames", dest="frames_per_seed", type=positive_int,
+    parser.add_argument("--frames-per-seed", "--w-frames", dest="frames_per_seed", type=whole_number(1, 1_000_000),
                         default=defaults.frames_per_seed,
                         help="frames between keyframes (default %(default)s)")  # fmt: skip
-    parser.add_argument("--num-keyframes", type=positive_int,
+    parser.add_argument("--num-keyframes", type=whole_number(1, 1_000_000),
                         help="keyframes per cell (default: number of seeds / grid cells)")  # fmt: skip
     parser.add_argument("--shuffle-seed", type=int, help="shuffle the keyframe seeds with this seed")
-    parser.add_argument("--fps", type=positive_int, default=DEFAULT_FPS, help="frames per second (default %(default)s)")
+    parser.add_argument(
+        "--fps", type=whole_number(1, 1000), default=DEFAULT_FPS, help="frames per second (default %(default)s)"
+    )
     parser.add_argument("--output", required=True, type=Path, help="video file: .mp4, .webp or .gif")
     add_rendering_arguments(parser, defaults.noise_mode)
     parser.set_defaults(func=run)
-
-
-def positive_int(text: str) -> int:
-    if not text.strip().isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
-    return int(text)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 from stylegan_core.errors import InputError
+from stylegan_core.io.limits import MAX_C_DIM
 
 Transform = Literal["center-crop", "center-crop-wide", "none"]
 ResizeFilter = Literal["lanczos", "box"]
@@ -39,8 +40,6 @@ ON_ERROR: tuple[OnError, ...] = ("fail", "skip")
 
 # Pillow's own default bomb threshold (Image.MAX_IMAGE_PIXELS); ours is checked from the header, before decoding.
 DEFAULT_MAX_PIXELS = 89_478_485
-# Without a declared `num_classes`, labels above this are treated as typos: the one-hot width is label_dim columns.
-MAX_LABEL_WITHOUT_NUM_CLASSES = 10_000
 
 
 class DatasetError(InputError):
@@ -92,8 +91,10 @@ class IngestOptions:
         _check_choice("on_error", self.on_error, ON_ERROR)
         if len(self.background) != 3 or any(not 0 <= int(v) <= 255 for v in self.background):
             raise ValueError(f"background must be three integers in [0, 255], got {self.background!r}")
-        if self.num_classes is not None and self.num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
+        # The bound is the one a training run accepts (io.limits.MAX_C_DIM), so no dataset is prepared that cannot be
+        # trained on; without num_classes, labels must lie in [0, MAX_C_DIM) (larger ones are taken for typos).
+        if self.num_classes is not None and not 1 <= self.num_classes <= MAX_C_DIM:
+            raise ValueError(f"num_classes must be in [1, {MAX_C_DIM}], got {self.num_classes}")
         if len(self.wide_aspect) != 2 or min(self.wide_aspect) < 1:
             raise ValueError(f"wide_aspect must be two positive integers, got {self.wide_aspect!r}")
         if self.max_images is not None and self.max_images < 1:

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import BinaryIO, Literal
 
 from stylegan_core.data.options import (
-    MAX_LABEL_WITHOUT_NUM_CLASSES,
     BadFileError,
     DatasetError,
     LabelSource,
@@ -27,6 +26,7 @@ from stylegan_core.data.options import (
     is_image_name,
     path_sort_key,
 )
+from stylegan_core.io.limits import MAX_C_DIM
 
 LABELS_FILE = "dataset.json"
 # A single zip entry larger than this is refused before reading (zip bombs; no training image is this big).
@@ -340,7 +340,7 @@ def _parse_label_json(text: str, json_name: str) -> list[object] | None:
 def _range_problems(
     mapping: dict[str, int], num_classes: int | None, display_name: Callable[[str], str], where: str
 ) -> list[BadFileError]:
-    limit = num_classes if num_classes is not None else MAX_LABEL_WITHOUT_NUM_CLASSES
+    limit = num_classes if num_classes is not None else MAX_C_DIM
     problems = []
     for name, label in list(mapping.items()):
         if not 0 <= label < limit:

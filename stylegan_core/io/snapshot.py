@@ -329,7 +329,10 @@ def _names(dataset: DatasetInfo) -> list[str] | None:
 
 
 def load_generator(path: str | os.PathLike[str], which: str = "G_ema", device: torch.device | str = "cpu") -> Generator:
-    """Rebuild a Generator (`which` = "G_ema" or "G") from our snapshot or an NVIDIA .pkl, in eval mode, no grads."""
+    """Rebuild a Generator (`which` = "G_ema" or "G") from our snapshot or an NVIDIA .pkl, in eval mode, no grads.
+
+    Off CUDA its float16 blocks compute in float32 (``networks.layers.float32_off_cuda``).
+    """
     from stylegan_core.networks import Generator
 
     if which not in ("G", "G_ema"):
@@ -344,7 +347,7 @@ def load_generator(path: str | os.PathLike[str], which: str = "G_ema", device: t
         raise InputError(f"{path}: cannot build G from G_kwargs ({type(error).__name__}: "
                          f"{_first_line(error)})") from None  # fmt: skip
     _load_state(generator, getattr(snapshot, which), f"{path} [{which}]")
-    return generator.eval().requires_grad_(False).to(device)
+    return _for_inference(generator, device)
 
 
 def _load_nvidia_generator(path: Path, which: str, device: torch.device | str) -> Generator:
@@ -352,7 +355,13 @@ def _load_nvidia_generator(path: Path, which: str, device: torch.device | str) -
 
     if not is_nvidia_pickle(path):
         raise ValueError(f"{path} is neither a stylegan_core snapshot nor an NVIDIA network pickle")
-    return load_nvidia_pickle(path)[which].eval().requires_grad_(False).to(device)
+    return _for_inference(load_nvidia_pickle(path)[which], device)
+
+
+def _for_inference(generator: Generator, device: torch.device | str) -> Generator:
+    from stylegan_core.networks.layers import float32_off_cuda
+
+    return float32_off_cuda(generator.eval().requires_grad_(False).to(device), device)
 
 
 def _load_state(module: torch.nn.Module, state_dict: Mapping[str, torch.Tensor], where: str) -> None:

@@ -43,6 +43,20 @@ def block_dtype(use_fp16: bool, force_fp32: bool) -> torch.dtype:
     return torch.float16 if use_fp16 and not force_fp32 else torch.float32
 
 
+def float32_off_cuda(network: torch.nn.Module, device: torch.device | str) -> torch.nn.Module:
+    """For inference off CUDA: run the float16 blocks in float32 (the ``force_fp32`` path), in place; returns it.
+
+    NVIDIA's later code (StyleGAN3's copy of these networks) does the same for every non-CUDA input: CPUs emulate
+    float16 about 10x slower than float32, and the float32 path is the more exact one. The kwargs (and so snapshots
+    and exports) still say ``num_fp16_res``; only this in-memory instance computes in float32.
+    """
+    if torch.device(device).type != "cuda":
+        for module in network.modules():
+            if getattr(module, "use_fp16", False):
+                module.use_fp16 = False
+    return network
+
+
 def fp16_resolution(img_resolution: int, num_fp16_res: int) -> int:
     """Lowest resolution that runs in float16: the ``num_fp16_res`` highest resolutions, never 4x4."""
     return max(2 ** (int(np.log2(img_resolution)) + 1 - num_fp16_res), 8)

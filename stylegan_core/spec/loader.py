@@ -26,6 +26,7 @@ from stylegan_core.data.options import (
     LabelSource,
 )
 from stylegan_core.data.shapes import ShapesSettings
+from stylegan_core.io.limits import MAX_C_DIM
 from stylegan_core.spec.fields import (
     Section,
     SpecError,
@@ -58,7 +59,6 @@ _CONFIG_ALIASES = {"cfg": "preset", "r1_gamma": "gamma"}
 # Bounds of the generated source (the shapes set): far above the demo's 1000 images at 128 px.
 MAX_GENERATED_IMAGES = 1_000_000
 MAX_GENERATED_SIZE = 4096
-MAX_CLASSES = 100_000
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -203,7 +203,7 @@ def _parse_source(section: Section, spec_dir: Path) -> SourceSpec:
     path = section.take("path", optional(path_in(spec_dir)), None)
     default_labels = "subfolders" if kind == "generated" else ("dataset.json" if kind == "cifar10" else "auto")
     labels = section.take("labels", one_of(LABEL_SOURCES), default_labels)
-    num_classes = section.take("num_classes", optional(integer(1, MAX_CLASSES)), None)
+    num_classes = section.take("num_classes", optional(integer(1, MAX_C_DIM)), None)
     generator_value = section.take("generator", lambda v: v, None)
     section.finish()
     if kind != "generated" and path is None:

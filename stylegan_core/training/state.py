@@ -89,8 +89,13 @@ def _load_resume_state(path: str | Path) -> Snapshot:
     return snapshot_state_from_nvidia(load_nvidia_pickle(path))
 
 
+# Constructor arguments that choose how a network computes, not what it is: a GPU run's snapshot (float16 blocks)
+# resumed on a CPU (float32 by policy, presets.resolve_precision) is the same network and continues its training.
+PRECISION_KWARGS = frozenset({"num_fp16_res", "fp16_channels_last"})
+
+
 def can_continue(snapshot: Snapshot, G_kwargs: Mapping, D_kwargs: Mapping, dataset_hash: str) -> bool:
-    """True if the snapshot is a full state of the same networks trained on the same data."""
+    """True if the snapshot is a full state of the same networks (up to precision) trained on the same data."""
     return (
         not snapshot.weights_only
         and snapshot.dataset is not None
@@ -101,9 +106,9 @@ def can_continue(snapshot: Snapshot, G_kwargs: Mapping, D_kwargs: Mapping, datas
 
 
 def _plain(value: Any) -> Any:
-    # Snapshot kwargs went through torch.save; compare lists and tuples alike.
+    # Snapshot kwargs went through torch.save; compare lists and tuples alike, and ignore the precision choices.
     if isinstance(value, Mapping):
-        return {key: _plain(item) for key, item in value.items()}
+        return {key: _plain(item) for key, item in value.items() if key not in PRECISION_KWARGS}
     if isinstance(value, (list, tuple)):
         return [_plain(item) for item in value]
     return value
