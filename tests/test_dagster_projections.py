@@ -23,6 +23,7 @@ from dagster_support import (
     write_snapshot_run,
     write_test_specs,
 )
+from inception_standin import save_standin_inception
 from vgg_standin import save_standin_vgg16
 
 from dagster_project import plots, post_training, projections
@@ -137,14 +138,15 @@ def post_training_has_mp4() -> bool:
     return mp4_encoder() is not None
 
 
-def test_pr_and_ppl_are_selectable_metrics_and_charted_per_family(setup, tmp_path: Path, monkeypatch) -> None:
-    """A spec listing the new metrics: the `metrics` asset measures them with the stand-in VGG16, reports every
+def test_pr_is_and_ppl_are_selectable_metrics_and_charted_per_family(setup, tmp_path: Path, monkeypatch) -> None:
+    """A spec listing the new metrics: the `metrics` asset measures them with the stand-in detectors, reports every
     result key (PR's precision and recall) as a float and draws one chart per family; without VGG16 it fails with
     one sentence."""
     specs, _, vgg16 = setup
     monkeypatch.delenv("STYLEGAN_VGG16", raising=False)
+    monkeypatch.setenv("STYLEGAN_INCEPTION", save_standin_inception(tmp_path / "inception-standin.pt"))  # IS only
     document = yaml.safe_load((specs / "shapes.yaml").read_text())
-    document["metrics"] = ["pr643_full", "ppl_32_wend"]
+    document["metrics"] = ["pr643_full", "ppl_32_wend", "is64"]
     del document["projection_targets"]
     own_specs = tmp_path / "specs"
     own_specs.mkdir()
@@ -160,8 +162,9 @@ def test_pr_and_ppl_are_selectable_metrics_and_charted_per_family(setup, tmp_pat
         defs = build_definitions(own_specs, cpu_resource(artifacts, vgg16=str(vgg16)))
         measured = materialize(defs, ["shapes/metrics"], PARTITION, instance)
     metadata = materialization(measured, "shapes/metrics").metadata
-    assert {"pr643_full_precision", "pr643_full_recall", "ppl_32_wend"} <= set(metadata)
+    assert {"pr643_full_precision", "pr643_full_recall", "ppl_32_wend", "is64_mean", "is64_std"} <= set(metadata)
     assert 0 <= metadata["pr643_full_precision"].value <= 1 and 0 <= metadata["pr643_full_recall"].value <= 1
-    assert {"pr_curve", "ppl_curve"} <= set(metadata) and "fid_curve" not in metadata
+    assert metadata["is64_mean"].value >= 1  # exp(KL) of a probability distribution
+    assert {"pr_curve", "ppl_curve", "is_curve"} <= set(metadata) and "fid_curve" not in metadata
     assert "PR against training progress (higher is better)" not in metadata["pr_curve"].value  # drawn, not written
     assert _png(metadata["pr_curve"].value).size == plots.CHART_SIZE
