@@ -8,7 +8,6 @@ size, so they add about a second of CPU time to the demo's `samples` step (bench
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +45,9 @@ def mixing_styles(num_ws: int) -> tuple[int, ...]:
 
 
 def _span(values: Sequence[int]) -> str:
-    return f"{values[0]}-{values[-1]}" if len(values) > 1 and list(values) == list(range(values[0], values[-1] + 1)) \
-        else ",".join(map(str, values))  # fmt: skip
+    """0-2 for a run of consecutive values, else 85,100."""
+    consecutive = len(values) > 1 and list(values) == list(range(values[0], values[-1] + 1))
+    return f"{values[0]}-{values[-1]}" if consecutive else ",".join(map(str, values))
 
 
 def _class_text(class_idx: int | None, names: Sequence[str] | None) -> str:
@@ -81,16 +81,11 @@ def style_mixing_metadata(
     return metadata, grid
 
 
-@dataclass(frozen=True)
-class _Kept:
-    every: int
-    frames: list[np.ndarray]
-
-
-def _scaled(frames: Iterator[np.ndarray], factor: int, kept: _Kept) -> Iterator[np.ndarray]:
+def _scaled(frames: Iterator[np.ndarray], factor: int, every: int, kept: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """The frames scaled up by `factor`; every `every`-th original frame is also appended to `kept` (the preview)."""
     for index, frame in enumerate(frames):
-        if index % kept.every == 0 and len(kept.frames) < VIDEO_PREVIEW_FRAMES:
-            kept.frames.append(frame)
+        if index % every == 0 and len(kept) < VIDEO_PREVIEW_FRAMES:
+            kept.append(frame)
         yield frame.repeat(factor, axis=0).repeat(factor, axis=1) if factor > 1 else frame
 
 
@@ -103,16 +98,16 @@ def video_metadata(G: Any, out_dir: Path, class_idx: int | None, names: Sequence
     frames = frame_count(VIDEO_SEEDS, config)
     factor = max(1, -(-VIDEO_MIN_CELL // G.img_resolution))
     output, _ = resolve_output(out_dir / VIDEO_NAME)  # .webp/.gif when imageio-ffmpeg is absent
-    kept = _Kept(every=max(1, frames // VIDEO_PREVIEW_FRAMES), frames=[])
+    every, kept = max(1, frames // VIDEO_PREVIEW_FRAMES), []
     rendered = interpolation_frames(G, VIDEO_SEEDS, config, batch=VIDEO_BATCH)
-    path = write_video(_scaled(rendered, factor, kept), output, VIDEO_FPS)
-    gap = np.full((kept.frames[0].shape[0], 1, kept.frames[0].shape[2]), 255, dtype=np.uint8)  # frames apart
-    strip = np.concatenate([part for frame in kept.frames for part in (gap, frame)][1:], axis=1)
+    path = write_video(_scaled(rendered, factor, every, kept), output, VIDEO_FPS)
+    gap = np.full((kept[0].shape[0], 1, kept[0].shape[2]), 255, dtype=np.uint8)  # keeps the frames apart
+    strip = np.concatenate([part for frame in kept for part in (gap, frame)][1:], axis=1)
     from PIL import Image
 
     image = Image.fromarray(strip[:, :, 0] if strip.shape[2] == 1 else strip)
     caption = (
-        f"every {kept.every}th frame of {path.name}: {frames} frames at {VIDEO_FPS} fps, seeds {_span(VIDEO_SEEDS)} "
+        f"every {every}th frame of {path.name}: {frames} frames at {VIDEO_FPS} fps, seeds {_span(VIDEO_SEEDS)} "
         f"in {VIDEO_GRID[0]}x{VIDEO_GRID[1]} cells (gen_video.py's looping spline{_class_text(class_idx, names)})"
     )
     return {
