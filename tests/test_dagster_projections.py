@@ -138,6 +138,7 @@ def post_training_has_mp4() -> bool:
     return mp4_encoder() is not None
 
 
+@pytest.mark.slow  # ingests the 64-image dataset (with its GX check) for PR's reals
 def test_pr_is_and_ppl_are_selectable_metrics_and_charted_per_family(setup, tmp_path: Path, monkeypatch) -> None:
     """A spec listing the new metrics: the `metrics` asset measures them with the stand-in detectors, reports every
     result key (PR's precision and recall) as a float and draws one chart per family; without VGG16 it fails with

@@ -31,6 +31,7 @@ def _ui_check():
     return module
 
 
+@pytest.mark.slow
 def test_ui_check_reads_the_samples_and_projections_pages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     ui_check = _ui_check()
     specs = write_test_specs(tmp_path / "specs")
