@@ -63,8 +63,9 @@ def ordered_map(
 ) -> Iterator[Result]:
     """Yield function(context, item) for every item in order; `context` is sent once to each worker process.
 
-    `function` must be a module-level function. An exception in a task (or a worker that dies) is raised here, at
-    its item. Closing the iterator early (an error in the caller) cancels the remaining work.
+    `function` must be a module-level function. An exception in a task is raised here in place of its chunk's
+    results (a worker that dies: BrokenProcessPool), after every earlier result. Closing the iterator early (an
+    error in the caller) cancels the remaining work.
     """
     workers = default_workers() if workers is None else workers
     workers = max(1, min(workers, len(items) // _MIN_ITEMS_PER_WORKER))
