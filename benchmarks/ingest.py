@@ -18,6 +18,7 @@ unlabelled (NVIDIA's tool reads labels only from dataset.json), and the zips are
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import multiprocessing
 import os
@@ -100,29 +101,49 @@ class Run:
         return self.events["exit"][1]
 
 
+def _adopt_orphans() -> bool:
+    """Make this process the parent of its descendants' orphans (Linux), so that the worker pool's server, which
+    outlives ours by a moment, can be waited for and its CPU time (and its workers') counted."""
+    if not sys.platform.startswith("linux"):
+        return False
+    pr_set_child_subreaper = 36
+    return ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0) == 0
+
+
 def _timed(command: list[str], cwd: Path, events_path: Path | None = None) -> Run:
     """Wall and CPU seconds (user + system, the process and its waited-for descendants) of one command."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_REPO), os.environ.get("PYTHONPATH")]))}
     load = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    launched, start = time.time(), time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    # Output to a file, not a pipe: the pool's server inherits it, and reading a pipe to its end would wait for the
+    # server's exit too, which a shell (waiting for the process only) does not.
+    with tempfile.TemporaryFile() as output:
+        launched, start = time.time(), time.perf_counter()
+        code = subprocess.run(command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT).returncode
+        wall = time.perf_counter() - start
+        if code != 0:
+            output.seek(0)
+            sys.exit(f"failed ({code}): {' '.join(command)}\n{output.read()[-2000:].decode(errors='replace')}")
+    probe = json.loads(events_path.read_text()) if events_path is not None else {}
+    parent_only = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if probe.get("server_pid"):
+        try:
+            os.waitpid(probe["server_pid"], 0)  # ours once orphaned (see _adopt_orphans)
+        except ChildProcessError:
+            pass  # not adopted: the pool's CPU time stays unknown
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        sys.exit(f"failed ({done.returncode}): {' '.join(command)}\n{done.stderr[-2000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     run = Run(wall, cpu, load, launched, launched + wall)
-    if events_path is not None:
-        probe = json.loads(events_path.read_text())
-        run.events, run.pool_cpu = {name: tuple(value) for name, value in probe["events"].items()}, probe["pool_cpu"]
+    if probe:
+        run.events = {name: tuple(value) for name, value in probe["events"].items()}
+        run.pool_cpu = (after.ru_utime - parent_only.ru_utime) + (after.ru_stime - parent_only.ru_stime)
     return run
 
 
 def _breakdown(label: str, run: Run, workers: int) -> str:
     """Where the wall time of one run of ours went, and how busy the cores were."""
     first, last = run.at("first_result"), run.at("last_result")
-    server = f"server launched {run.at('workers_started'):.2f} s, " if "workers_started" in run.events else ""
+    server = f"pool server launched {run.at('workers_started'):.2f} s, " if workers > 1 else ""
     busy = run.cpu / (run.wall * workers)
     return (
         f"  {label}: start-up {first:.2f} s ({server}first chunk submitted {run.at('map_called'):.2f} s), "
@@ -205,6 +226,8 @@ def main() -> None:
             f"machine: {platform.processor() or platform.machine()}, {default_workers()} usable cores, "
             f"load average {os.getloadavg()[0]:.1f}"
         )
+        if not _adopt_orphans():
+            print("(the worker pool's CPU time cannot be collected on this system: CPU columns count the parent only)")
         headroom = cpu_headroom(args.workers)
         print(f"CPU headroom: a pure CPU loop runs {headroom:.2f}x faster on {args.workers} processes")
         commands = _commands(args, source, scratch)

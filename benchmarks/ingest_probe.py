@@ -2,10 +2,10 @@
 
 Runs the command line exactly as `python -m stylegan_core.cli` would, and writes to EVENTS.json the time (Unix
 seconds) and this process's CPU seconds at: start (interpreter up), workers_started (the pool's server launched),
-map_called (the first chunk submitted), first_result, last_result, zip_closed, exit; plus the CPU seconds of the
-pool's server and workers, which are collected by stopping the server at exit (they are its children, not ours).
-`benchmarks/ingest.py` turns these into the start-up / steady / tail breakdown. Imports only the standard library
-before the command's own imports, so start-up is measured as a user sees it.
+map_called (the first chunk submitted), first_result, last_result, zip_closed, exit; and the pool server's pid.
+The server (and through it the workers, which it reaps) outlives this process by a moment, so its CPU time is
+collected by `benchmarks/ingest.py`, which makes itself the subreaper of orphans and waits for that pid. Imports only
+the standard library before the command's own imports, so start-up is measured as a user sees it.
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from typing import Any
 _events: dict[str, tuple[float, float]] = {}
 
 
-def _cpu(who: int = resource.RUSAGE_SELF) -> float:
-    usage = resource.getrusage(who)
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
 
 
@@ -66,12 +66,9 @@ def _instrument() -> None:
 def _report(path: str) -> Callable[[], None]:
     def write() -> None:
         _mark("exit")
-        # The server's children (the workers) were reaped by it; stopping it makes their CPU time ours to read.
-        server = multiprocessing.forkserver._forkserver
-        if server._forkserver_pid is not None:
-            server._stop()
+        server_pid = multiprocessing.forkserver._forkserver._forkserver_pid
         with open(path, "w") as file:
-            json.dump({"events": _events, "pool_cpu": _cpu(resource.RUSAGE_CHILDREN)}, file)
+            json.dump({"events": _events, "server_pid": server_pid}, file)
 
     return write
 

@@ -99,7 +99,6 @@ def prepare_dataset(
     manifest_path = Path(manifest_path) if manifest_path is not None else manifest_path_for(dest)
     # Before anything else: the pool's server starts (in its own process) while this one lists the source.
     start_workers(_TASKS_MODULE, workers)
-    from stylegan_core.data.dataset import hash_entries, sha256_hex
     from stylegan_core.data.tasks import ProcessContext, process_task
 
     listing = list_source(source, options.labels, options.num_classes, options.max_images)
@@ -116,19 +115,9 @@ def prepare_dataset(
         with contextlib.closing(outcomes):
             records, process_skips, json_bytes = _write_archive(zip_temp, items, outcomes, listing, options)
         skipped = (*skipped, *header_skips, *process_skips)
-        content_hash = hash_entries([(r.path, r.sha256) for r in records] + [(LABELS_FILE, sha256_hex(json_bytes))])
+        content_hash = _content_hash(records, json_bytes)
         label_dim = _label_dim(records, listing)
-        report = {
-            "resolution": resolution,
-            "channels": channels,
-            "label_dim": label_dim,
-            "class_names": list(listing.class_names) if listing.class_names else None,
-            "content_hash": content_hash,
-            "count": len(records),
-            "skipped": [asdict(entry) for entry in skipped],
-            "ignored": list(listing.ignored),
-            "options": asdict(options),
-        }
+        report = _manifest_report(listing, options, resolution, channels, label_dim, content_hash, records, skipped)
         manifest_writer_loaded()
         write_manifest_records(records, label_dim if listing.labelled else None, manifest_temp, report)
     return IngestResult(
@@ -275,6 +264,36 @@ def _import_in_background(*modules: str) -> Callable[[], None]:
             raise errors[0]
 
     return wait
+
+
+def _content_hash(records: Sequence[ManifestRecord], json_bytes: bytes) -> str:
+    from stylegan_core.data.dataset import hash_entries, sha256_hex  # numpy: loaded by pyarrow's import meanwhile
+
+    return hash_entries([(r.path, r.sha256) for r in records] + [(LABELS_FILE, sha256_hex(json_bytes))])
+
+
+def _manifest_report(
+    listing: SourceListing,
+    options: IngestOptions,
+    resolution: int,
+    channels: int,
+    label_dim: int,
+    content_hash: str,
+    records: Sequence[ManifestRecord],
+    skipped: Sequence[SkippedFile],
+) -> dict[str, Any]:
+    """The JSON report stored in the manifest's metadata."""
+    return {
+        "resolution": resolution,
+        "channels": channels,
+        "label_dim": label_dim,
+        "class_names": list(listing.class_names) if listing.class_names else None,
+        "content_hash": content_hash,
+        "count": len(records),
+        "skipped": [asdict(entry) for entry in skipped],
+        "ignored": list(listing.ignored),
+        "options": asdict(options),
+    }
 
 
 def _label_dim(records: Sequence[ManifestRecord], listing: SourceListing) -> int:
