@@ -129,9 +129,10 @@ def _progress_bar(total: int, description: str) -> Any:
 def _context(module: str) -> multiprocessing.context.BaseContext:
     context = multiprocessing.get_context(_START_METHOD)
     if _START_METHOD == "forkserver":
-        # The server imports the task's module (Pillow, ...) once and forks every worker from it, instead of each
-        # worker importing it again. Only takes effect when this process starts its server (the first pool).
-        context.set_forkserver_preload([module])
+        # The server imports the task's module (Pillow, ...) and this one (the executor's worker loop) once and
+        # forks every worker from it, instead of each worker importing them again. Only takes effect when this
+        # process starts its server (the first pool).
+        context.set_forkserver_preload([module, __name__])
     return context
 
 
