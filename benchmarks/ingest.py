@@ -85,7 +85,7 @@ class Run:
     """One timed run of one tool; `events` is the probe's timeline (ours only)."""
 
     wall: float
-    cpu: float  # user + system of the whole process tree (for ours: parent, pool server and workers)
+    cpu: float  # user + system of the whole process tree (ours: parent, pool server, workers, resource tracker)
     load: float  # 1-minute load average when it started
     launched: float
     ended: float
@@ -126,11 +126,11 @@ def _timed(command: list[str], cwd: Path, events_path: Path | None = None) -> Ru
             sys.exit(f"failed ({code}): {' '.join(command)}\n{output.read()[-2000:].decode(errors='replace')}")
     probe = json.loads(events_path.read_text()) if events_path is not None else {}
     parent_only = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if probe.get("server_pid"):
+    for pid in probe.get("helper_pids", []):
         try:
-            os.waitpid(probe["server_pid"], 0)  # ours once orphaned (see _adopt_orphans)
+            os.waitpid(pid, 0)  # ours once orphaned (see _adopt_orphans)
         except ChildProcessError:
-            pass  # not adopted: the pool's CPU time stays unknown
+            pass  # not adopted: its CPU time stays unknown
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     run = Run(wall, cpu, load, launched, launched + wall)

@@ -2,9 +2,10 @@
 
 Runs the command line exactly as `python -m stylegan_core.cli` would, and writes to EVENTS.json the time (Unix
 seconds) and this process's CPU seconds at: start (interpreter up), workers_started (the pool's server launched),
-map_called (the first chunk submitted), first_result, last_result, zip_closed, exit; and the pool server's pid.
-The server (and through it the workers, which it reaps) outlives this process by a moment, so its CPU time is
-collected by `benchmarks/ingest.py`, which makes itself the subreaper of orphans and waits for that pid. Imports only
+map_called (the first chunk submitted), first_result, last_result, zip_closed, exit; and the pids of the pool's
+server and multiprocessing's resource tracker. Those outlive this process by a moment (the server having reaped the
+workers), so their CPU time is collected by `benchmarks/ingest.py`, which makes itself the subreaper of orphans and
+waits for those pids. Imports only
 the standard library before the command's own imports, so start-up is measured as a user sees it.
 """
 
@@ -17,6 +18,7 @@ import resource
 import sys
 import time
 from collections.abc import Callable, Iterator
+from multiprocessing import resource_tracker
 from typing import Any
 
 _events: dict[str, tuple[float, float]] = {}
@@ -66,9 +68,11 @@ def _instrument() -> None:
 def _report(path: str) -> Callable[[], None]:
     def write() -> None:
         _mark("exit")
-        server_pid = multiprocessing.forkserver._forkserver._forkserver_pid
+        # Helper processes that outlive this one by a moment: the pool's server (with the workers it reaped) and
+        # multiprocessing's resource tracker.
+        helpers = [multiprocessing.forkserver._forkserver._forkserver_pid, resource_tracker._resource_tracker._pid]
         with open(path, "w") as file:
-            json.dump({"events": _events, "server_pid": server_pid}, file)
+            json.dump({"events": _events, "helper_pids": [pid for pid in helpers if pid]}, file)
 
     return write
 
