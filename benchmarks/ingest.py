@@ -7,6 +7,11 @@ own process, so start-up (imports, the worker pool) counts as a user sees it; th
 repeat and the minimum over the repeats is compared, which suits a shared machine. The "CPU headroom" line says how
 much parallelism the machine offered at the time (a busy shared box has little).
 
+Ours runs through `ingest_probe.py` (the same command line plus a timeline), so for the fastest run of ours the
+script also prints where the wall time went: start-up (launch to first result), steady (first to last result), tail
+(last result to exit), and the CPU seconds of the parent and of the pool (server, workers, resource tracker). CPU
+columns count the whole process tree; on a loaded machine they, not the wall times, are the comparable numbers.
+
     python benchmarks/ingest.py                                     # ours only
     python benchmarks/ingest.py --nvidia-tool ../nvidia/dataset_tool.py --repeats 5
     python benchmarks/ingest.py --source DIR --resolution 256 --workers 8
