@@ -1,4 +1,17 @@
-"""Metric names (`fid50k_full`, `kid2k_full`, `fid200_full`): parsed without importing torch, so specs load fast."""
+"""Metric names (`fid50k_full`, `pr50k3_full`, `is50k`, `ppl2_wend`, and small variants such as `fid200_full`).
+
+Parsed without importing torch, so specs load fast. One grammar, NVIDIA's names being its 50k members:
+
+- ``fid<count>_full``, ``kid<count>_full``: FID / KID of `count` generated images against the whole dataset.
+- ``pr<count><k>[_full]``: precision/recall with the k-th nearest neighbour; `k` is the last digit (1-9), so
+  ``pr50k3_full`` is 50,000 images with k = 3 and ``pr2003_full`` 200 images with k = 3. ``_full``: at most
+  200,000 real images (NVIDIA's cap); without it as many real images as generated ones (NVIDIA's legacy pr50k3).
+- ``is<count>``: Inception Score of `count` (>= 10) generated images in 10 splits.
+- ``ppl[2]_[<count>_]<z|w><full|end>``: perceptual path length over `count` samples (50,000 when omitted, NVIDIA's
+  names); ``ppl2`` does not crop, ``ppl`` crops to the face region as NVIDIA's face metrics do.
+
+`count` is a positive integer, optionally followed by ``k`` for thousands.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +19,25 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-MetricKind = Literal["fid", "kid"]
+MetricKind = Literal["fid", "kid", "pr", "is", "ppl"]
+DetectorName = Literal["inception", "inception_logits", "vgg16", "vgg16_features"]
+
 KID_MAX_REAL = 1_000_000
-_NAME = re.compile(r"^(fid|kid)([0-9]+)(k?)_full$")
+PR_FULL_MAX_REAL = 200_000
+PPL_DEFAULT_SAMPLES = 50_000
+IS_NUM_SPLITS = 10
+
+_COUNT = r"([0-9]+)(k?)"
+_FID_KID = re.compile(rf"^(fid|kid){_COUNT}_full$")
+_PR = re.compile(rf"^pr{_COUNT}([1-9])(_full)?$")
+_IS = re.compile(rf"^is{_COUNT}$")
+_PPL = re.compile(r"^ppl(2?)_(?:([0-9]+)(k?)_)?([zw])(full|end)$")
+
+GRAMMAR = (
+    "<fid|kid><count>_full, pr<count><k>[_full], is<count>, ppl[2]_[<count>_]<z|w><full|end> with count a positive "
+    "integer or <n>k, e.g. fid50k_full, kid2k_full, pr50k3_full, pr1k3, is50k, is200, ppl2_wend, ppl_200_zfull "
+    "(see docs/metrics.md)"
+)
 
 
 @dataclass(frozen=True)
@@ -16,19 +45,66 @@ class MetricSpec:
     name: str
     kind: MetricKind
     num_gen: int
-    """Generated images."""
+    """Generated images (PPL: sampled pairs of images)."""
     max_real: int | None
-    """Real images used at most (None: all)."""
+    """Real images used at most (None: all; 0: none)."""
+    nhood_size: int = 0
+    """PR: the k of the k-th nearest neighbour."""
+    space: Literal["z", "w"] = "w"
+    """PPL: interpolation space."""
+    sampling: Literal["full", "end"] = "end"
+    """PPL: t uniform in [0, 1] (full) or t = 0 (end)."""
+    crop: bool = False
+    """PPL: centre crop to the face region before LPIPS."""
+
+    @property
+    def result_keys(self) -> tuple[str, ...]:
+        """The keys of this metric's `results`, NVIDIA's names (e.g. pr50k3_full_precision, is50k_mean)."""
+        match self.kind:
+            case "pr":
+                return (f"{self.name}_precision", f"{self.name}_recall")
+            case "is":
+                return (f"{self.name}_mean", f"{self.name}_std")
+            case _:
+                return (self.name,)
+
+    @property
+    def detector(self) -> DetectorName:
+        """What the metric runs: Inception features, Inception probabilities (NVIDIA's file only), VGG16 features or
+        VGG16 LPIPS (both NVIDIA's vgg16.pt)."""
+        kinds: dict[str, DetectorName] = {"fid": "inception", "kid": "inception", "is": "inception_logits",
+                                          "pr": "vgg16_features", "ppl": "vgg16"}  # fmt: skip
+        return kinds[self.kind]
 
 
 def parse_metric_name(name: str) -> MetricSpec:
     """`fid50k_full` -> MetricSpec(kind="fid", num_gen=50000, max_real=None); bad names raise ValueError."""
-    match = _NAME.match(name)
-    if match is None or int(match.group(2)) == 0:
-        raise ValueError(
-            f"unknown metric {name!r}: use <fid|kid><count>[k]_full with a positive integer count, "
-            "e.g. fid50k_full, kid50k_full, fid2k_full, fid200_full (see docs/metrics.md)"
-        )
-    kind, digits, thousands = match.groups()
-    num_gen = int(digits) * (1000 if thousands else 1)
-    return MetricSpec(name, kind, num_gen, KID_MAX_REAL if kind == "kid" else None)
+    spec = _parse(name) if isinstance(name, str) else None
+    if spec is None or spec.num_gen < 1:
+        raise ValueError(f"unknown metric {name!r}: use {GRAMMAR}")
+    if spec.kind == "is" and spec.num_gen < IS_NUM_SPLITS:
+        raise ValueError(f"metric {name!r}: the Inception Score needs at least {IS_NUM_SPLITS} images (10 splits)")
+    if spec.kind == "pr" and spec.num_gen <= spec.nhood_size:
+        raise ValueError(f"metric {name!r}: precision/recall with k={spec.nhood_size} needs more than k images")
+    return spec
+
+
+def _count(digits: str | None, thousands: str | None, default: int = 0) -> int:
+    return default if digits is None else int(digits) * (1000 if thousands else 1)
+
+
+def _parse(name: str) -> MetricSpec | None:
+    if match := _FID_KID.match(name):
+        kind, digits, thousands = match.groups()
+        return MetricSpec(name, kind, _count(digits, thousands), KID_MAX_REAL if kind == "kid" else None)
+    if match := _PR.match(name):
+        digits, thousands, nhood, full = match.groups()
+        num_gen = _count(digits, thousands)
+        return MetricSpec(name, "pr", num_gen, PR_FULL_MAX_REAL if full else num_gen, nhood_size=int(nhood))
+    if match := _IS.match(name):
+        return MetricSpec(name, "is", _count(*match.groups()), 0)
+    if match := _PPL.match(name):
+        no_crop, digits, thousands, space, sampling = match.groups()
+        num = _count(digits, thousands, PPL_DEFAULT_SAMPLES)
+        return MetricSpec(name, "ppl", num, 0, space=space, sampling=sampling, crop=not no_crop)  # type: ignore[arg-type]
+    return None

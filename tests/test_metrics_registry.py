@@ -37,9 +37,11 @@ def test_parse_metric_name(name: str, kind: str, num_gen: int, max_real: int | N
     assert (spec.name, spec.kind, spec.num_gen, spec.max_real) == (name, kind, num_gen, max_real)
 
 
-@pytest.mark.parametrize("name", ["fid50k", "fid0.5k_full", "fid0_full", "pr50k3_full", "FID50k_full", "is50k", ""])
+@pytest.mark.parametrize(
+    "name", ["fid50k", "fid0.5k_full", "fid0_full", "pr50k0_full", "FID50k_full", "is50k_full", "ppl_wmid", ""]
+)
 def test_unknown_metric_names_are_rejected(name: str) -> None:
-    with pytest.raises(ValueError, match="fid<|<fid|kid>"):
+    with pytest.raises(ValueError, match="<fid|kid><count>_full, pr<count><k>"):
         parse_metric_name(name)
 
 

@@ -43,7 +43,16 @@ DetectorKind = Literal["nvidia", "pool3"]
 
 
 class DetectorNotFoundError(FileNotFoundError):
-    """No Inception weights were configured and the default package is not installed."""
+    """No detector weights (Inception, VGG16) were configured and no default is installed."""
+
+
+NVIDIA_INCEPTION_URL = (
+    "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
+)
+IS_NEEDS_NVIDIA = (
+    "the Inception Score needs NVIDIA's inception-2015-12-05.pt with its classification head ({source}): download it "
+    f"from {NVIDIA_INCEPTION_URL} on a connected machine and point {DETECTOR_PATH_ENV} (or --detector) at it"
+)
 
 
 def locate_default_detector() -> Path:
@@ -130,6 +139,47 @@ class InceptionDetector(torch.nn.Module):
                     features = self.network(_cpu_channels_last((resize_like_tf1(x) - 128) / 128))
         return features.to(torch.float32)
 
+    def probabilities(self, images: torch.Tensor) -> torch.Tensor:
+        """Class probabilities [N, 1008] of NVIDIA's network without its output bias (the Inception Score's input).
+
+        Only NVIDIA's inception-2015-12-05.pt has the classification head; pool3 files such as default_1.pt do not.
+        """
+        if self.kind != "nvidia":
+            raise DetectorNotFoundError(IS_NEEDS_NVIDIA.format(source=f"{self.source} has none"))
+        x = images.to(self.device, torch.float32)
+        if x.shape[1] == 1:
+            x = x.repeat([1, 3, 1, 1])
+        with _without_tf32():
+            return self.network(x, no_output_bias=True).to(torch.float32)
+
+
+class InceptionProbabilities(torch.nn.Module):
+    """The Inception Score's detector: uint8-range images -> class probabilities, as a plain callable module."""
+
+    def __init__(self, inception: InceptionDetector) -> None:
+        super().__init__()
+        self.inception = inception
+        self.sha256 = inception.sha256
+        self.source = inception.source
+        with torch.inference_mode():
+            probe = inception.probabilities(torch.full([1, 3, 8, 8], 128, dtype=torch.uint8))
+        if probe.ndim != 2:
+            raise ValueError(f"{inception.source}: classification head returns shape {list(probe.shape)}, not [1, C]")
+        self.feature_dim = int(probe.shape[1])
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.inception.probabilities(images)
+
+
+def load_probabilities_detector(
+    path: str | os.PathLike[str] | None = None, device: torch.device | str = "cpu"
+) -> InceptionProbabilities:
+    """NVIDIA's Inception with its classification head, from `path` or $STYLEGAN_INCEPTION (never the pool3 default)."""
+    configured = path if path is not None else os.environ.get(DETECTOR_PATH_ENV) or None
+    if configured is None:
+        raise DetectorNotFoundError(IS_NEEDS_NVIDIA.format(source="none is configured"))
+    return InceptionProbabilities(load_detector(configured, device))
+
 
 def _cpu_channels_last(x: torch.Tensor) -> torch.Tensor:
     """On the CPU, oneDNN runs the Inception convolutions 1.2–1.3x faster on NHWC input; features move by ~1e-6
@@ -162,7 +212,7 @@ def load_detector(path: str | os.PathLike[str] | None = None, device: torch.devi
     if configured is not None:
         source = Path(configured).expanduser()
         if not source.is_file():
-            raise FileNotFoundError(f"Inception weights {source} do not exist")
+            raise DetectorNotFoundError(f"Inception weights {source} do not exist")
         expected_sha256 = None
     else:
         source = locate_default_detector()

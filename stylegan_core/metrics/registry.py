@@ -1,9 +1,8 @@
 """Metric names, evaluation of a generator against a dataset, and NVIDIA's `metric-<name>.jsonl` reports.
 
-Names follow one rule: ``<fid|kid><count>[k]_full``. `count` is the number of generated images, a plain integer
-(``fid200_full``: 200 images) or thousands with a ``k`` (``fid50k_full``: 50,000, NVIDIA's names). ``_full`` means
-the real statistics use the whole dataset (KID: at most 1,000,000 images, as NVIDIA). docs/metrics.md has the
-details.
+Names (`metric_names.py`): ``fid50k_full``, ``kid50k_full``, ``pr50k3_full``, ``is50k``, ``ppl2_wend`` and the
+other NVIDIA names, and small variants in the same grammar (``fid200_full``, ``pr1k3_full``, ``is1k``,
+``ppl2_1k_wend``). docs/metrics.md has the details.
 """
 
 from __future__ import annotations
@@ -13,13 +12,14 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from stylegan_core.data.dataset import ImageDataset
-from stylegan_core.metric_names import KID_MAX_REAL, MetricKind, MetricSpec, parse_metric_name
+from stylegan_core.metric_names import KID_MAX_REAL, DetectorName, MetricKind, MetricSpec, parse_metric_name
 from stylegan_core.metrics.cache import (
     DEFAULT_BATCH_SIZE,
     RealStatistics,
@@ -28,11 +28,29 @@ from stylegan_core.metrics.cache import (
     real_statistics,
 )
 from stylegan_core.metrics.fid import frechet_distance_from_features
-from stylegan_core.metrics.inception import load_detector
+from stylegan_core.metrics.inception import (
+    IS_NEEDS_NVIDIA,
+    DetectorNotFoundError,
+    InceptionDetector,
+    InceptionProbabilities,
+    load_detector,
+    load_probabilities_detector,
+)
+from stylegan_core.metrics.inception_score import inception_score
 from stylegan_core.metrics.kid import kernel_distance
-from stylegan_core.metrics.progress import LineProgress, format_time, metric_announcement
+from stylegan_core.metrics.ppl import BATCH_SIZE as PPL_BATCH_SIZE
+from stylegan_core.metrics.ppl import perceptual_path_length
+from stylegan_core.metrics.precision_recall import VGG16Features, precision_recall
+from stylegan_core.metrics.progress import (
+    LineProgress,
+    estimate_seconds,
+    format_duration,
+    format_time,
+    metric_announcement,
+)
 from stylegan_core.metrics.records import file_sha256, provenance, real_stats_key, recorded_result
 from stylegan_core.metrics.sampling import Detector, Shard, dataset_label_sampler, generator_features
+from stylegan_core.metrics.vgg import VGG16, load_vgg16
 
 __all__ = [
     "KID_MAX_REAL",
@@ -56,18 +74,84 @@ class MetricResults(dict):
         """True when read back from metric-<name>.jsonl instead of computed."""
 
 
-def _fid(spec: MetricSpec, real: RealStatistics, fake_features: np.ndarray) -> dict[str, float]:
-    return {spec.name: frechet_distance_from_features(fake_features, real.mu, real.sigma)}
+@dataclass
+class _Evaluation:
+    """What one compute_metrics call shares between its metrics: inputs, and features computed once."""
+
+    G: torch.nn.Module
+    dataset: ImageDataset
+    dataset_path: str | os.PathLike[str]
+    cache_dir: str | os.PathLike[str] | None
+    batch_size: int
+    seed: int
+    shard: Shard
+    progress: bool | LineProgress
+    with_features: set[tuple[str, int]] = field(default_factory=set)
+    """(detector, count) whose real features some metric needs (KID, PR): computed once, with the features."""
+    reals: dict[tuple[str, int], RealStatistics] = field(default_factory=dict)
+    fakes: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
+
+    def real(self, detector: Detector, count: int) -> RealStatistics:
+        key = (_detector_id(detector), count)
+        if key not in self.reals:
+            self.reals[key] = real_statistics(
+                self.dataset_path, detector, self.cache_dir, max_items=count, need_features=key in self.with_features,
+                batch_size=self.batch_size, shard=self.shard, progress=self.progress,
+            )  # fmt: skip
+        return self.reals[key]
+
+    def fake(self, detector: Detector, num_gen: int) -> np.ndarray:
+        key = (_detector_id(detector), num_gen)
+        if key not in self.fakes:
+            self.fakes[key] = generator_features(
+                self.G, detector, num_images=num_gen, labels=dataset_label_sampler(self.dataset),
+                batch_size=self.batch_size, seed=self.seed, shard=self.shard, progress=self.progress,
+            )  # fmt: skip
+        return self.fakes[key]
 
 
-def _kid(spec: MetricSpec, real: RealStatistics, fake_features: np.ndarray) -> dict[str, float]:
-    return {spec.name: kernel_distance(real.features, fake_features)}
+def _detector_id(detector: Detector) -> str:
+    return f"{type(detector).__name__}:{getattr(detector, 'sha256', id(detector))}"
+
+
+def _fid(run: _Evaluation, spec: MetricSpec, detector: Detector, count: int) -> dict[str, float]:
+    real = run.real(detector, count)
+    return {spec.name: frechet_distance_from_features(run.fake(detector, spec.num_gen), real.mu, real.sigma)}
+
+
+def _kid(run: _Evaluation, spec: MetricSpec, detector: Detector, count: int) -> dict[str, float]:
+    real = run.real(detector, count)
+    return {spec.name: kernel_distance(real.features, run.fake(detector, spec.num_gen))}
+
+
+def _pr(run: _Evaluation, spec: MetricSpec, detector: Detector, count: int) -> dict[str, float]:
+    real = run.real(detector, count)
+    device = getattr(detector, "device", "cpu")
+    precision, recall = precision_recall(real.features, run.fake(detector, spec.num_gen), spec.nhood_size,
+                                         device=device)  # fmt: skip
+    precision_key, recall_key = spec.result_keys
+    return {precision_key: precision, recall_key: recall}
+
+
+def _is(run: _Evaluation, spec: MetricSpec, detector: Detector, count: int) -> dict[str, float]:
+    mean, std = inception_score(run.fake(detector, spec.num_gen))
+    mean_key, std_key = spec.result_keys
+    return {mean_key: mean, std_key: std}
+
+
+def _ppl(run: _Evaluation, spec: MetricSpec, detector: Detector, count: int) -> dict[str, float]:
+    value = perceptual_path_length(run.G, detector, spec, dataset_label_sampler(run.dataset), seed=run.seed,
+                                   shard=run.shard, progress=run.progress)  # fmt: skip
+    return {spec.name: value}
 
 
 # The one explicit table from metric kind to its formula (no names resolved from strings).
-METRIC_FUNCTIONS: dict[MetricKind, Callable[[MetricSpec, RealStatistics, np.ndarray], dict[str, float]]] = {
+METRIC_FUNCTIONS: dict[MetricKind, Callable[[_Evaluation, MetricSpec, Detector, int], dict[str, float]]] = {
     "fid": _fid,
     "kid": _kid,
+    "pr": _pr,
+    "is": _is,
+    "ppl": _ppl,
 }
 
 
@@ -81,6 +165,7 @@ def compute_metrics(
     batch_size: int = DEFAULT_BATCH_SIZE,
     seed: int = 0,
     detector: Detector | str | os.PathLike[str] | None = None,
+    vgg16: VGG16 | str | os.PathLike[str] | None = None,
     rank: int = 0,
     world_size: int = 1,
     progress: bool | LineProgress = True,
@@ -90,53 +175,76 @@ def compute_metrics(
 ) -> dict[str, MetricResults]:
     """Evaluate `names` for generator G (on `device`) against the dataset; {name: {result_name: value}}.
 
-    Generated images: ψ = 1, random noise, labels of random dataset items, seeded by `seed`. `detector` is a loaded
-    detector, a weights path, or None for the default (inception.load_detector). With world_size > 1 every rank must
-    call this (torch.distributed initialised); the work is sharded and all ranks get the same results. With `run_dir`
-    rank 0 also appends each result to run_dir/metric-<name>.jsonl, with what it was measured on (`records`). With
-    `reuse_recorded` (every rank must see run_dir), a metric already recorded there for the same snapshot bytes, real
-    statistics, seed and batch size is read back, not recomputed nor appended again (`MetricResults.reused`).
+    Generated images: ψ = 1, random noise, labels of random dataset items, seeded by `seed`. `detector` is the
+    Inception network (FID, KID, IS): loaded, a weights path, or None for the default (inception.load_detector;
+    IS needs NVIDIA's file). `vgg16` is NVIDIA's VGG16 (PR, PPL): loaded, a path, or None for $STYLEGAN_VGG16.
+    Every detector the names need is loaded before any work starts, so a missing one fails at once. With
+    world_size > 1 every rank must call this (torch.distributed initialised); the work is sharded and all ranks
+    get the same results. With `run_dir` rank 0 also appends each result to run_dir/metric-<name>.jsonl, with what
+    it was measured on (`records`). With `reuse_recorded` (every rank must see run_dir), a metric already recorded
+    there for the same snapshot bytes, real statistics (IS/PPL: detector), seed and batch size is read back, not
+    recomputed nor appended again (`MetricResults.reused`).
     """
     specs = [parse_metric_name(name) for name in names]
     shard = Shard(rank, world_size)
-    if detector is None or isinstance(detector, (str, os.PathLike)):
-        detector = load_detector(detector, device)
+    detectors = load_metric_detectors({spec.detector for spec in specs}, detector, vgg16, device)
     dataset = _open_dataset(dataset_path, G)
     try:
-        real_counts = {spec.name: _real_count(spec, len(dataset)) for spec in specs}
-        with_features = {real_counts[spec.name] for spec in specs if spec.kind == "kid"}
-        reals: dict[int, RealStatistics] = {}
-        fakes: dict[int, np.ndarray] = {}
+        run = _Evaluation(G, dataset, dataset_path, cache_dir, batch_size, seed, shard, progress)
+        for spec in specs:
+            if spec.kind in ("kid", "pr"):
+                run.with_features.add((_detector_id(detectors[spec.detector]), _real_count(spec, len(dataset))))
         results: dict[str, MetricResults] = {}
         snapshot_sha256 = _snapshot_sha256(run_dir, snapshot_path)
         for spec in specs:
             start = time.time()
-            count = real_counts[spec.name]
-            wanted = provenance(snapshot_sha256, _stats_key(dataset, detector, count), seed, batch_size)
+            spec_detector = detectors[spec.detector]
+            count = _real_count(spec, len(dataset))
+            used_batch = PPL_BATCH_SIZE if spec.kind == "ppl" else batch_size
+            wanted = provenance(snapshot_sha256, _stats_key(dataset, spec_detector, count), seed, used_batch)
             recorded = recorded_result(run_dir, spec.name, wanted) if reuse_recorded and run_dir else None
             if recorded is not None:
                 results[spec.name] = MetricResults(recorded, 0.0, world_size, reused=True)
                 _say(progress, shard, f"{spec.name}: reusing the value recorded for this snapshot and real statistics")
                 continue
-            cached = count in reals or _cached(cache_dir, dataset, detector, count)
+            cached = count == 0 or (_detector_id(spec_detector), count) in run.reals
+            cached = cached or _cached(cache_dir, dataset, spec_detector, count)
             _announce(progress, spec, count, cached, shard, torch.device(device).type)
-            if count not in reals:
-                reals[count] = real_statistics(
-                    dataset_path, detector, cache_dir, max_items=count, need_features=count in with_features,
-                    batch_size=batch_size, shard=shard, progress=progress,
-                )  # fmt: skip
-            if spec.num_gen not in fakes:
-                fakes[spec.num_gen] = generator_features(
-                    G, detector, num_images=spec.num_gen, labels=dataset_label_sampler(dataset),
-                    batch_size=batch_size, seed=seed, shard=shard, progress=progress,
-                )  # fmt: skip
-            values = METRIC_FUNCTIONS[spec.kind](spec, reals[count], fakes[spec.num_gen])
+            values = METRIC_FUNCTIONS[spec.kind](run, spec, spec_detector, count)
             results[spec.name] = MetricResults(values, time.time() - start, world_size)
             if run_dir is not None and rank == 0:
                 report_metric(run_dir, spec.name, results[spec.name], snapshot_path, provenance=wanted)
     finally:
         dataset.close()
     return results
+
+
+def load_metric_detectors(
+    needed: set[DetectorName],
+    inception: Detector | str | os.PathLike[str] | None,
+    vgg16: VGG16 | str | os.PathLike[str] | None,
+    device: torch.device | str,
+) -> dict[DetectorName, Detector]:
+    """The detectors `needed` (fid/kid: Inception features, is: its probabilities, pr: VGG16 features, ppl: LPIPS)."""
+    loaded: dict[DetectorName, Detector] = {}
+    if needed & {"inception", "inception_logits"}:
+        if inception is None or isinstance(inception, (str, os.PathLike)):
+            if "inception_logits" in needed:
+                loaded["inception_logits"] = load_probabilities_detector(inception, device)
+                inception = loaded["inception_logits"].inception
+            else:
+                inception = load_detector(inception, device)
+        elif "inception_logits" in needed:
+            if not isinstance(inception, InceptionDetector):
+                raise DetectorNotFoundError(IS_NEEDS_NVIDIA.format(source=f"{type(inception).__name__} has none"))
+            loaded["inception_logits"] = InceptionProbabilities(inception)
+        loaded["inception"] = inception
+    if needed & {"vgg16", "vgg16_features"}:
+        network = vgg16 if isinstance(vgg16, torch.nn.Module) else load_vgg16(vgg16, device)
+        loaded["vgg16"] = network
+        if "vgg16_features" in needed:
+            loaded["vgg16_features"] = VGG16Features(network)
+    return loaded
 
 
 def _cached(cache_dir, dataset: ImageDataset, detector: Detector, count: int) -> bool:
@@ -152,15 +260,27 @@ def _snapshot_sha256(run_dir, snapshot_path) -> str | None:
 
 
 def _stats_key(dataset: ImageDataset, detector: Detector, count: int) -> str | None:
+    """The real-statistics cache key; for metrics without real images (IS, PPL) the detector's sha256 instead."""
     sha256 = getattr(detector, "sha256", None)
-    return real_stats_key(dataset.content_hash, sha256, count) if sha256 else None
+    if not sha256:
+        return None
+    return real_stats_key(dataset.content_hash, sha256, count) if count else f"detector-{sha256}"
 
 
 def _announce(
     progress: bool | LineProgress, spec: MetricSpec, num_real: int, cached: bool, shard: Shard, device_type: str
 ) -> None:
     """Say what is about to take minutes or hours: image counts and an estimated time (rank 0 only)."""
-    _say(progress, shard, metric_announcement(spec.name, spec.num_gen, num_real, cached, device_type))
+    if spec.kind in ("fid", "kid", "pr"):
+        _say(progress, shard, metric_announcement(spec.name, spec.num_gen, num_real, cached, device_type))
+        return
+    # IS and PPL use no real images; PPL runs G and VGG16 on two images per sample (the estimate is Inception's
+    # CPU rate, an order of magnitude only).
+    images = spec.num_gen * (2 if spec.kind == "ppl" else 1)
+    what = f"{spec.num_gen} path samples ({images} images)" if spec.kind == "ppl" else f"{images} generated images"
+    seconds = estimate_seconds(images, device_type)
+    when = f"about {format_duration(seconds)} on {device_type}" if seconds is not None else "estimate follows"
+    _say(progress, shard, f"Evaluating {spec.name}: {what}, {when}...")
 
 
 def _say(progress: bool | LineProgress, shard: Shard, line: str) -> None:
@@ -173,7 +293,10 @@ def _say(progress: bool | LineProgress, shard: Shard, line: str) -> None:
 
 
 def _real_count(spec: MetricSpec, dataset_size: int) -> int:
-    return dataset_size if spec.max_real is None else min(dataset_size, spec.max_real)
+    count = dataset_size if spec.max_real is None else min(dataset_size, spec.max_real)
+    if spec.kind == "pr" and count <= spec.nhood_size:
+        raise ValueError(f"{spec.name}: k={spec.nhood_size} needs more than {spec.nhood_size} real images, got {count}")
+    return count
 
 
 def _open_dataset(dataset_path: str | os.PathLike[str], G: torch.nn.Module) -> ImageDataset:
@@ -228,5 +351,3 @@ def report_metric(
     with open(path, "a", encoding="utf-8") as file:
         file.write(json.dumps(line) + "\n")
     return path
-
-
