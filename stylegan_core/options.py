@@ -287,6 +287,7 @@ _ROWS = [
     _row("metrics", "metrics.names", "comma-separated metrics evaluated at each snapshot, or none", names),
     _row("metrics_cache", "metrics.cache_dir", "real-statistics cache folder", optional(text)),
     _row("detector", "metrics.detector", "Inception weights file", optional(text)),
+    _row("vgg16", "metrics.vgg16", "NVIDIA's vgg16.pt (PR and PPL metrics)", optional(text)),
 ]
 # fmt: on
 OVERRIDE_KEYS: dict[str, OverrideKey] = {row.key: row for row in _ROWS}
@@ -302,6 +303,7 @@ ENV_FALLBACKS: dict[str, str] = {
     "dist_timeout": "STYLEGAN_DIST_TIMEOUT_S",
     "metrics_cache": "STYLEGAN_CACHE_DIR",
     "detector": "STYLEGAN_INCEPTION",
+    "vgg16": "STYLEGAN_VGG16",
 }
 # STYLEGAN_CACHE_DIR names the cache root; real statistics live in its gan-metrics/ folder (default_cache_dir), where
 # the pipeline's `real_features` asset and `stylegan metrics` read them, so training-time metrics must look there too.

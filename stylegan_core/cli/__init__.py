@@ -25,7 +25,7 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
     ),
     ("video", "stylegan_core.cli.video", "latent interpolation video through seeds (MP4, else animated WebP/GIF)"),
     ("project", "stylegan_core.cli.project", "project an image into a network's W space (NVIDIA's projector)"),
-    ("metrics", "stylegan_core.cli.metrics", "compute FID/KID of a snapshot"),
+    ("metrics", "stylegan_core.cli.metrics", "compute FID/KID/PR/IS/PPL of a snapshot"),
     (
         "import-nvidia",
         "stylegan_core.cli.import_nvidia",

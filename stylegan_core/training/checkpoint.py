@@ -145,7 +145,8 @@ def evaluate_metrics(run: TrainingRun, snapshot_file: Path) -> dict[str, dict[st
     progress = LineProgress(run.log.write) if run.world.is_main else False
     results = compute_metrics(
         run.G_ema, run.options.data.path, names, run.device, cache_dir=run.options.metrics.cache_dir,
-        detector=run.options.metrics.detector, rank=run.world.rank, world_size=run.world.world_size,
-        progress=progress, run_dir=run.run_dir if run.world.is_main else None, snapshot_path=snapshot_file,
+        detector=run.options.metrics.detector, vgg16=run.options.metrics.vgg16, rank=run.world.rank,
+        world_size=run.world.world_size, progress=progress, run_dir=run.run_dir if run.world.is_main else None,
+        snapshot_path=snapshot_file,
     )  # fmt: skip
     return {name: {key: float(value) for key, value in result.items()} for name, result in results.items()}

@@ -306,12 +306,13 @@ def _data_iterator(
 
 
 def _check_metric_names(options: TrainOptions) -> None:
-    # Fail at start-up, not at the first snapshot hours later.
-    if options.metrics.names:
-        from stylegan_core.metrics import parse_metric_name
+    # Fail at start-up, not at the first snapshot hours later: names, and the detector files they need (no weights
+    # are read here; IS's classification head is checked in the file's TorchScript code).
+    from stylegan_core.metric_names import parse_metric_name, require_detectors
 
-        for name in options.metrics.names:
-            parse_metric_name(name)
+    for name in options.metrics.names:
+        parse_metric_name(name)
+    require_detectors(options.metrics.names, options.metrics.detector, options.metrics.vgg16)
 
 
 def _write_options(run_dir: Path, options: TrainOptions) -> None:
