@@ -27,7 +27,8 @@ class StandinInception(torch.nn.Module):
         rng = np.random.RandomState(seed)
 
         def tensor(*shape: int, scale: float) -> torch.nn.Parameter:
-            return torch.nn.Parameter(torch.from_numpy((rng.randn(*shape) * scale).astype(np.float32)))
+            values = torch.from_numpy((rng.randn(*shape) * scale).astype(np.float32))
+            return torch.nn.Parameter(values, requires_grad=False)  # frozen, as NVIDIA's file
 
         self.conv = tensor(8, 3, 3, 3, scale=(1 / 27) ** 0.5)
         self.conv_bias = tensor(8, scale=0.1)
