@@ -7,6 +7,11 @@ own process, so start-up (imports, the worker pool) counts as a user sees it; th
 repeat and the minimum over the repeats is compared, which suits a shared machine. The "CPU headroom" line says how
 much parallelism the machine offered at the time (a busy shared box has little).
 
+Ours runs through `ingest_probe.py` (the same command line plus a timeline), so for the fastest run of ours the
+script also prints where the wall time went: start-up (launch to first result), steady (first to last result), tail
+(last result to exit), and the CPU seconds of the parent and of the pool (server, workers, resource tracker). CPU
+columns count the whole process tree; on a loaded machine they, not the wall times, are the comparable numbers.
+
     python benchmarks/ingest.py                                     # ours only
     python benchmarks/ingest.py --nvidia-tool ../nvidia/dataset_tool.py --repeats 5
     python benchmarks/ingest.py --source DIR --resolution 256 --workers 8
@@ -18,6 +23,8 @@ unlabelled (NVIDIA's tool reads labels only from dataset.json), and the zips are
 from __future__ import annotations
 
 import argparse
+import ctypes
+import json
 import multiprocessing
 import os
 import platform
@@ -29,6 +36,7 @@ import sys
 import tempfile
 import time
 import zipfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import PIL.Image
@@ -37,6 +45,7 @@ from stylegan_core.data.parallel import default_workers, ordered_map
 from stylegan_core.data.shapes import SHAPE_CLASSES, render_shape_image
 
 _REPO = Path(__file__).resolve().parents[1]
+_PROBE = Path(__file__).resolve().with_name("ingest_probe.py")
 
 
 def _write_jpeg(context: tuple[Path, int], index: int) -> None:
@@ -76,21 +85,83 @@ def cpu_headroom(workers: int, count: int = 2_000_000) -> float:
     return serial / parallel
 
 
-def _timed(command: list[str], cwd: Path) -> tuple[float, float]:
-    """Wall and CPU seconds (user + system, the process and its children) of one command."""
+@dataclass
+class Run:
+    """One timed run of one tool; `events` is the probe's timeline (ours only)."""
+
+    wall: float
+    cpu: float  # user + system of the whole process tree (ours: parent, pool server, workers, resource tracker)
+    load: float  # 1-minute load average when it started
+    launched: float
+    ended: float
+    events: dict[str, tuple[float, float]] = field(default_factory=dict)
+    pool_cpu: float = 0.0
+
+    def at(self, event: str) -> float:
+        """Seconds from launch to the event."""
+        return self.events[event][0] - self.launched
+
+    @property
+    def parent_cpu(self) -> float:
+        return self.events["exit"][1]
+
+
+def _adopt_orphans() -> bool:
+    """Make this process the parent of its descendants' orphans (Linux), so that the worker pool's server, which
+    outlives ours by a moment, can be waited for and its CPU time (and its workers') counted."""
+    if not sys.platform.startswith("linux"):
+        return False
+    pr_set_child_subreaper = 36
+    return ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0) == 0
+
+
+def _timed(command: list[str], cwd: Path, events_path: Path | None = None) -> Run:
+    """Wall and CPU seconds (user + system, the process and its waited-for descendants) of one command."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_REPO), os.environ.get("PYTHONPATH")]))}
+    load = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - start
+    # Output to a file, not a pipe: the pool's server inherits it, and reading a pipe to its end would wait for the
+    # server's exit too, which a shell (waiting for the process only) does not.
+    with tempfile.TemporaryFile() as output:
+        launched, start = time.time(), time.perf_counter()
+        code = subprocess.run(command, cwd=cwd, env=env, stdout=output, stderr=subprocess.STDOUT).returncode
+        wall = time.perf_counter() - start
+        if code != 0:
+            output.seek(0)
+            sys.exit(f"failed ({code}): {' '.join(command)}\n{output.read()[-2000:].decode(errors='replace')}")
+    probe = json.loads(events_path.read_text()) if events_path is not None else {}
+    parent_only = resource.getrusage(resource.RUSAGE_CHILDREN)
+    for pid in probe.get("helper_pids", []):
+        try:
+            os.waitpid(pid, 0)  # ours once orphaned (see _adopt_orphans)
+        except ChildProcessError:
+            pass  # not adopted: its CPU time stays unknown
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if done.returncode != 0:
-        sys.exit(f"failed ({done.returncode}): {' '.join(command)}\n{done.stderr[-2000:]}")
-    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    run = Run(wall, cpu, load, launched, launched + wall)
+    if probe:
+        run.events = {name: tuple(value) for name, value in probe["events"].items()}
+        run.pool_cpu = (after.ru_utime - parent_only.ru_utime) + (after.ru_stime - parent_only.ru_stime)
+    return run
+
+
+def _breakdown(label: str, run: Run, workers: int) -> str:
+    """Where the wall time of one run of ours went, and how busy the cores were."""
+    first, last = run.at("first_result"), run.at("last_result")
+    server = f"pool server launched {run.at('workers_started'):.2f} s, " if workers > 1 else ""
+    busy = run.cpu / (run.wall * workers)
+    return (
+        f"  {label}: start-up {first:.2f} s ({server}first chunk submitted {run.at('map_called'):.2f} s), "
+        f"steady {last - first:.2f} s, tail {run.wall - last:.2f} s (zip closed +{run.at('zip_closed') - last:.2f} s, "
+        f"exit +{run.at('exit') - last:.2f} s); CPU parent {run.parent_cpu:.2f} s, pool {run.pool_cpu:.2f} s, "
+        f"total {run.cpu:.2f} s = {busy:.0%} of {workers} core{'s' if workers > 1 else ''} over the wall time; "
+        f"load {run.load:.1f}"
+    )
 
 
 def _commands(args: argparse.Namespace, source: Path, out: Path) -> dict[str, tuple[list[str], Path]]:
-    """Label → (command line, the zip it writes)."""
+    """Label → (command line, the zip it writes). Ours runs through the probe (`ingest_probe.py`), which writes
+    its timeline to `<zip>.events.json`."""
     size = str(args.resolution)
     commands = {}
     if args.nvidia_tool is not None:
@@ -99,7 +170,8 @@ def _commands(args: argparse.Namespace, source: Path, out: Path) -> dict[str, tu
         commands["nvidia"] = ([*nvidia, "--width", size, "--height", size, "--transform", "center-crop"], dest)
     for workers in sorted({1, args.workers}):
         dest = out / f"ours-{workers}.zip"
-        ours = [sys.executable, "-m", "stylegan_core.cli", "dataset", "prepare", "--source", str(source)]
+        probe = [sys.executable, str(_PROBE), str(dest.with_suffix(".events.json"))]
+        ours = [*probe, "dataset", "prepare", "--source", str(source)]
         ours += ["--dest", str(dest), "--resolution", size, "--transform", "center-crop", "--labels", "none"]
         commands[f"ours, {workers} worker{'s' if workers > 1 else ''}"] = ([*ours, "--workers", str(workers)], dest)
     return commands
@@ -112,6 +184,27 @@ def _same_entries(ours: Path, theirs: Path) -> str:
             return "DIFFERENT entry lists"
         different = [name for name in names if a.read(name) != b.read(name)]
     return f"{len(names)} entries, all identical" if not different else f"DIFFERENT: {different[:3]}..."
+
+
+def _summary(run: Run) -> str:
+    return f"wall {run.wall:.2f} s, CPU {run.cpu:.2f} s, load {run.load:.1f}"
+
+
+def _print_results(runs: dict[str, list[Run]], workers: int) -> None:
+    print(f"load average after: {os.getloadavg()[0]:.1f}; {len(next(iter(runs.values())))} interleaved repeats:")
+    best = {label: min(runs[label], key=lambda run: run.wall) for label in runs}
+    for label, tool_runs in runs.items():
+        walls = [run.wall for run in tool_runs]
+        line = f"  {label:18s} wall min {best[label].wall:6.2f}  median {statistics.median(walls):6.2f}"
+        line += f"  CPU min {min(run.cpu for run in tool_runs):6.2f}"
+        if "nvidia" in best and label != "nvidia":
+            line += f"  wall ratio to NVIDIA {best[label].wall / best['nvidia'].wall:.2f}x"
+            line += f" (CPU {min(run.cpu for run in tool_runs) / min(run.cpu for run in runs['nvidia']):.2f}x)"
+        print(line)
+    print("where the time went (the fastest run of each; start-up = launch to first result, tail = after it):")
+    for label, run in best.items():
+        if run.events:
+            print(_breakdown(label, run, 1 if label.endswith(" 1 worker") else workers))
 
 
 def main() -> None:
@@ -138,25 +231,21 @@ def main() -> None:
             f"machine: {platform.processor() or platform.machine()}, {default_workers()} usable cores, "
             f"load average {os.getloadavg()[0]:.1f}"
         )
+        if not _adopt_orphans():
+            print("(the worker pool's CPU time cannot be collected on this system: CPU columns count the parent only)")
         headroom = cpu_headroom(args.workers)
         print(f"CPU headroom: a pure CPU loop runs {headroom:.2f}x faster on {args.workers} processes")
         commands = _commands(args, source, scratch)
-        times: dict[str, list[tuple[float, float]]] = {label: [] for label in commands}
+        runs: dict[str, list[Run]] = {label: [] for label in commands}
         labels = list(commands)
         for repeat in range(args.repeats):
             # Rotated each repeat so no tool always runs right after the same one.
             for label in labels[repeat % len(labels) :] + labels[: repeat % len(labels)]:
-                times[label].append(_timed(commands[label][0], scratch))
-        print(f"load average after: {os.getloadavg()[0]:.1f}; {args.repeats} interleaved repeats, seconds:")
-        best = {label: min(wall for wall, _ in runs) for label, runs in times.items()}
-        for label, runs in times.items():
-            walls = [wall for wall, _ in runs]
-            cpu = min(cpu for _, cpu in runs)
-            line = f"  {label:18s} wall min {best[label]:6.2f}  median {statistics.median(walls):6.2f}"
-            line += f"  CPU min {cpu:6.2f}"
-            if "nvidia" in best and label != "nvidia":
-                line += f"  wall ratio to NVIDIA {best[label] / best['nvidia']:.2f}x"
-            print(line)
+                command, dest = commands[label]
+                events = dest.with_suffix(".events.json") if label != "nvidia" else None
+                runs[label].append(_timed(command, scratch, events))
+                print(f"  run {repeat + 1} {label}: {_summary(runs[label][-1])}", flush=True)
+        _print_results(runs, args.workers)
         if "nvidia" in commands:
             for label, (_, dest) in commands.items():
                 if label != "nvidia":

@@ -6,7 +6,7 @@ Parsed without importing torch, so specs load fast. One grammar, NVIDIA's names 
 - ``pr<count><k>[_full]``: precision/recall with the k-th nearest neighbour; `k` is the last digit (1-9), so
   ``pr50k3_full`` is 50,000 images with k = 3 and ``pr2003_full`` 200 images with k = 3. ``_full``: at most
   200,000 real images (NVIDIA's cap); without it as many real images as generated ones (NVIDIA's legacy pr50k3).
-- ``is<count>``: Inception Score of `count` (>= 10) generated images in 10 splits.
+- ``is<count>``: Inception Score of `count` (>= 20) generated images in 10 splits.
 - ``ppl[2]_[<count>_]<z|w><full|end>``: perceptual path length over `count` samples (50,000 when omitted, NVIDIA's
   names); ``ppl2`` does not crop, ``ppl`` crops to the face region as NVIDIA's face metrics do.
 
@@ -86,8 +86,9 @@ def parse_metric_name(name: str) -> MetricSpec:
     spec = _parse(name) if isinstance(name, str) else None
     if spec is None or spec.num_gen < 1:
         raise ValueError(f"unknown metric {name!r}: use {GRAMMAR}")
-    if spec.kind == "is" and spec.num_gen < IS_NUM_SPLITS:
-        raise ValueError(f"metric {name!r}: the Inception Score needs at least {IS_NUM_SPLITS} images (10 splits)")
+    if spec.kind == "is" and spec.num_gen < 2 * IS_NUM_SPLITS:
+        # One image per split scores exactly 1 whatever the network: at least two per split.
+        raise ValueError(f"metric {name!r}: the Inception Score needs at least {2 * IS_NUM_SPLITS} images (10 splits)")
     if spec.kind == "pr" and spec.num_gen <= spec.nhood_size:
         raise ValueError(f"metric {name!r}: precision/recall with k={spec.nhood_size} needs more than k images")
     return spec

@@ -1,4 +1,4 @@
-"""`stylegan` imports only the chosen sub-command: preparing a dataset never loads torch."""
+"""`stylegan` imports only the chosen sub-command: preparing a dataset never loads torch (nor pandas)."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ def _run_and_list_modules(argv: list[str], cwd: Path) -> tuple[int, set[str]]:
     return done.returncode, set(done.stdout.split("\n")[-2].split())
 
 
-def test_dataset_prepare_does_not_import_torch(tmp_path: Path) -> None:
+def test_dataset_prepare_does_not_import_torch_or_pandas(tmp_path: Path) -> None:
     for index in range(3):
         save(gradient(24, 20, seed=index), tmp_path / "src" / f"{index}.png")
     argv = ["dataset", "prepare", "--source", "src", "--dest", "out/d.zip", "--resolution", "16", "--quiet"]
@@ -39,6 +39,9 @@ def test_dataset_prepare_does_not_import_torch(tmp_path: Path) -> None:
     assert code == 0 and (tmp_path / "out" / "d.zip").is_file()
     assert "PIL" in modules and "stylegan_core" in modules  # the listing is real
     assert "torch" not in modules
+    # The manifest is written with pyarrow alone: pandas costs ~0.2 s of CPU the ingestion workers would feel.
+    assert "pyarrow" in modules and "pandas" not in modules
+    assert (tmp_path / "out" / "d.manifest.parquet").is_file()
 
 
 def test_help_lists_every_command_as_its_module_describes_it() -> None:

@@ -53,7 +53,7 @@ def test_result_keys_are_nvidias() -> None:
     assert parse_metric_name("fid50k_full").result_keys == ("fid50k_full",)
 
 
-BAD_VARIANTS = [("is5", "at least 10 images"), ("pr33", "more than k images"), ("ppl2_0_wend", "unknown metric"),
+BAD_VARIANTS = [("is19", "at least 20 images"), ("pr33", "more than k images"), ("ppl2_0_wend", "unknown metric"),
                 ("pr50k3full", "unknown metric")]  # fmt: skip
 
 
@@ -127,12 +127,12 @@ def test_compute_metrics_records_and_reuses(tmp_path, detectors) -> None:
     snapshot = run_dir / "network-snapshot-000000.pt"
     run_dir.mkdir()
     torch.save({"weights": torch.ones(2)}, snapshot)
-    names = ["pr163_full", "is10", "ppl2_4_wend"]
+    names = ["pr163_full", "is20", "ppl2_4_wend"]
     kwargs = dict(cache_dir=tmp_path / "cache", detector=inception, vgg16=vgg16, progress=False, run_dir=run_dir,
                   snapshot_path=snapshot, reuse_recorded=True)  # fmt: skip
     first = compute_metrics(reference_generator(), REALS_ZIP, names, **kwargs)
     assert set(first["pr163_full"]) == {"pr163_full_precision", "pr163_full_recall"}
-    assert set(first["is10"]) == {"is10_mean", "is10_std"} and first["is10"]["is10_mean"] >= 1
+    assert set(first["is20"]) == {"is20_mean", "is20_std"} and first["is20"]["is20_mean"] > 1
     assert first["ppl2_4_wend"]["ppl2_4_wend"] > 0
     assert all(0 <= value <= 1 for value in first["pr163_full"].values())
     for name in names:

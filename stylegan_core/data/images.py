@@ -13,23 +13,23 @@ import struct
 import warnings
 import zlib
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, BinaryIO
 
-import numpy as np
 import PIL.Image
 import PIL.ImageOps
 
-from stylegan_core.data.options import BadFileError, IngestOptions
+from stylegan_core.data.options import BadFileError, ImageDropped, IngestOptions
+
+# numpy is imported only where alpha is composited or 16-bit grey is scaled: an 8-bit RGB source never needs it, and
+# the ingestion pool's server and parent start faster without it.
+if TYPE_CHECKING:
+    import numpy as np
 
 GREY_MODES = frozenset({"1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 _MODE_FOR_CHANNELS = {1: "L", 3: "RGB", 4: "RGBA"}
 _FILTERS = {"lanczos": PIL.Image.Resampling.LANCZOS, "box": PIL.Image.Resampling.BOX}
 # Errors Pillow raises for damaged files (truncated streams, bad chunks, bad CRCs, broken headers).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, struct.error, zlib.error)
-
-
-class ImageDropped(BadFileError):
-    """The transform leaves this image out by design (center-crop-wide on an image too small), as NVIDIA's tool does."""
 
 
 @dataclass(frozen=True)
@@ -121,6 +121,8 @@ def to_standard_mode(image: PIL.Image.Image, name: str) -> PIL.Image.Image:
         return image.convert("RGB")
     if mode == "I" or mode.startswith("I;16"):
         # 16-bit grey (PNG, TIFF): scale to 8 bits with rounding rather than Pillow's clipping to 255.
+        import numpy as np
+
         values = np.clip(np.asarray(image).astype(np.int64), 0, 65535)
         return PIL.Image.fromarray(((values * 255 + 32767) // 65535).astype(np.uint8), "L")
     raise BadFileError(name, f"unsupported image mode {mode!r} (floating-point and exotic modes are not converted)")
@@ -140,17 +142,20 @@ def to_channels(image: PIL.Image.Image, channels: int, background: tuple[int, in
         return image.convert("RGBA")
     if channels == 3:
         if image.mode in ("LA", "RGBA"):
-            return PIL.Image.fromarray(_composite(np.asarray(image.convert("RGBA")), background), "RGB")
+            return PIL.Image.fromarray(_composite(image.convert("RGBA"), background), "RGB")
         return image.convert("RGB")
     if image.mode == "LA":
-        return PIL.Image.fromarray(_composite(np.asarray(image), (_luma(background),)), "L")
+        return PIL.Image.fromarray(_composite(image, (_luma(background),)), "L")
     if image.mode == "RGBA":
-        return PIL.Image.fromarray(_composite(np.asarray(image), background), "RGB").convert("L")
+        return PIL.Image.fromarray(_composite(image, background), "RGB").convert("L")
     return image.convert("L")
 
 
-def _composite(colour_and_alpha: np.ndarray, background: tuple[int, ...]) -> np.ndarray:
+def _composite(image: PIL.Image.Image, background: tuple[int, ...]) -> np.ndarray:
     """out = (src * a + bg * (255 - a) + 127) // 255 in integers, so it is the same on every machine."""
+    import numpy as np
+
+    colour_and_alpha = np.asarray(image)
     colour = colour_and_alpha[..., :-1].astype(np.int32)
     alpha = colour_and_alpha[..., -1:].astype(np.int32)
     bg = np.asarray(background, dtype=np.int32)
@@ -202,7 +207,7 @@ def _center_crop_wide(
     # width (round(out_w * h / w)), taken from the unscaled source; images narrower than the output are dropped.
     out_width, out_height = resolution, round(resolution * aspect[1] / aspect[0])
     width, height = image.size
-    rows = int(np.round(out_width * height / width))
+    rows = round(out_width * height / width)  # half to even, as NVIDIA's np.round
     if width < out_width or rows < out_height:
         raise ImageDropped(name, f"{width}x{height} is too small or too wide for center-crop-wide at {resolution}")
     band = _crop(image, (0, (height - rows) // 2, width, (height + rows) // 2))

@@ -16,21 +16,20 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from stylegan_core.data.cifar10 import convert_cifar10
-from stylegan_core.data.dataset import hash_entries, sha256_hex
-from stylegan_core.data.images import ImageDropped, ProcessedImage
-from stylegan_core.data.inventory import SourceInventory, inventory_source
-from stylegan_core.data.manifest import ManifestRecord, SkippedFile, build_manifest_frame, write_manifest
-from stylegan_core.data.options import BadFileError, DatasetError, IngestOptions, is_power_of_two
-from stylegan_core.data.parallel import ordered_map
-from stylegan_core.data.shapes import generate_shapes
+from stylegan_core.data.manifest import ManifestRecord, SkippedFile, write_manifest_records
+from stylegan_core.data.options import BadFileError, DatasetError, ImageDropped, IngestOptions, is_power_of_two
+from stylegan_core.data.parallel import ordered_map, start_workers
 from stylegan_core.data.sources import LABELS_FILE, SourceItem, SourceListing, SourceReader, list_source
-from stylegan_core.data.tasks import ProcessContext, header_task, process_task
 from stylegan_core.io.atomic import atomic_outputs
 
+# The image code (numpy, Pillow), the reader and the source converters are imported inside the functions that use
+# them, after `prepare_dataset` has started the worker pool's server: the server's own start-up (an interpreter
+# importing the same modules) then runs beside the parent's imports and listing instead of after them.
 if TYPE_CHECKING:
+    from stylegan_core.data.images import ProcessedImage
+    from stylegan_core.data.inventory import SourceInventory, inventory_source
     from stylegan_core.spec import DatasetSpec, SourceSpec
 
 __all__ = [
@@ -45,6 +44,8 @@ __all__ = [
 ]
 
 _FIXED_ZIP_TIME = (1980, 1, 1, 0, 0, 0)
+# Where `process_task` lives, named without importing it: the forkserver preloads this module.
+_TASKS_MODULE = "stylegan_core.data.tasks"
 
 
 @dataclass(frozen=True)
@@ -96,35 +97,29 @@ def prepare_dataset(
     if dest.suffix.lower() != ".zip":
         raise DatasetError(f"{dest}: the destination must be a .zip file")
     manifest_path = Path(manifest_path) if manifest_path is not None else manifest_path_for(dest)
+    # Before anything else: the pool's server starts (in its own process) while this one lists the source.
+    start_workers(_TASKS_MODULE, workers)
+    from stylegan_core.data.tasks import ProcessContext, process_task
+
     listing = list_source(source, options.labels, options.num_classes, options.max_images)
     skipped = _triage(listing.problems, options.on_error)
     reader = SourceReader(listing.root, listing.kind)
     items, channels, header_skips = _choose_channels(reader, list(listing.items), options, progress)
     context = ProcessContext(reader, resolution, channels, options)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    manifest_writer_loaded = _import_in_background("pandas", "pyarrow.parquet")
+    # Not earlier: the import would hold the GIL against the listing above, which decides when the first image goes out.
+    manifest_writer_loaded = _import_in_background("pyarrow.parquet")
     # The zip is renamed last, so a zip next to a stale manifest cannot appear.
     with atomic_outputs(manifest_path, dest) as (manifest_temp, zip_temp):
         outcomes = ordered_map(process_task, context, items, workers, progress, f"ingest {listing.root.name}")
         with contextlib.closing(outcomes):
             records, process_skips, json_bytes = _write_archive(zip_temp, items, outcomes, listing, options)
         skipped = (*skipped, *header_skips, *process_skips)
-        content_hash = hash_entries([(r.path, r.sha256) for r in records] + [(LABELS_FILE, sha256_hex(json_bytes))])
+        content_hash = _content_hash(records, json_bytes)
         label_dim = _label_dim(records, listing)
+        report = _manifest_report(listing, options, resolution, channels, label_dim, content_hash, records, skipped)
         manifest_writer_loaded()
-        frame = build_manifest_frame(records, label_dim if listing.labelled else None)
-        report = {
-            "resolution": resolution,
-            "channels": channels,
-            "label_dim": label_dim,
-            "class_names": list(listing.class_names) if listing.class_names else None,
-            "content_hash": content_hash,
-            "count": len(records),
-            "skipped": [asdict(entry) for entry in skipped],
-            "ignored": list(listing.ignored),
-            "options": asdict(options),
-        }
-        write_manifest(frame, manifest_temp, report)
+        write_manifest_records(records, label_dim if listing.labelled else None, manifest_temp, report)
     return IngestResult(
         dest, manifest_path, content_hash, len(records), resolution, channels, label_dim, listing.class_names, skipped
     )
@@ -133,6 +128,9 @@ def prepare_dataset(
 def materialize_source(source: SourceSpec, work_dir: str | os.PathLike[str], spec_name: str = "source") -> Path:
     """The folder or zip ingestion reads: the spec's own path, or for `generated` and `cifar10` sources a folder
     written under `work_dir` (or at `source.path` for `generated`), reused while its inputs are unchanged."""
+    from stylegan_core.data.cifar10 import convert_cifar10
+    from stylegan_core.data.shapes import generate_shapes
+
     work_dir = Path(work_dir)
     match source.kind:
         case "folder" | "zip":
@@ -177,6 +175,8 @@ def _choose_channels(
     when all are grey). Files not scanned are still checked when they are decoded, with the same messages."""
     if options.channels != "auto":
         return items, options.output_channels(all_sources_grey=False), ()
+    from stylegan_core.data.tasks import header_task
+
     # Headers are a few hundred bytes each: one process reads them faster than a pool starts.
     headers = ordered_map(header_task, (reader, options.max_pixels), items, 1, progress, "scan headers")
     kept: list[SourceItem] = []
@@ -231,11 +231,20 @@ def _write_entry(archive: zipfile.ZipFile, name: str, data: bytes) -> None:
     archive.writestr(info, data)
 
 
+def __getattr__(name: str) -> Any:
+    # The inventory, re-exported here, loads the image code: imported on first use (see the imports above).
+    if name in ("SourceInventory", "inventory_source"):
+        from stylegan_core.data import inventory
+
+        return getattr(inventory, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def _import_in_background(*modules: str) -> Callable[[], None]:
     """Start importing `modules` on a helper thread; the returned function waits for it (and re-raises its error).
 
-    The manifest writer's imports (pandas, pyarrow: about 0.3 s) then overlap with the images being processed,
-    mostly on a core the main process would otherwise leave idle while the worker pool starts.
+    The manifest writer's import (pyarrow: about 0.1 s) then overlaps with the images being processed instead of
+    adding to the tail.
     """
     errors: list[BaseException] = []
 
@@ -258,10 +267,39 @@ def _import_in_background(*modules: str) -> Callable[[], None]:
     return wait
 
 
+def _content_hash(records: Sequence[ManifestRecord], json_bytes: bytes) -> str:
+    from stylegan_core.data.dataset import hash_entries, sha256_hex  # numpy: loaded by pyarrow's import meanwhile
+
+    return hash_entries([(r.path, r.sha256) for r in records] + [(LABELS_FILE, sha256_hex(json_bytes))])
+
+
+def _manifest_report(
+    listing: SourceListing,
+    options: IngestOptions,
+    resolution: int,
+    channels: int,
+    label_dim: int,
+    content_hash: str,
+    records: Sequence[ManifestRecord],
+    skipped: Sequence[SkippedFile],
+) -> dict[str, Any]:
+    """The JSON report stored in the manifest's metadata."""
+    return {
+        "resolution": resolution,
+        "channels": channels,
+        "label_dim": label_dim,
+        "class_names": list(listing.class_names) if listing.class_names else None,
+        "content_hash": content_hash,
+        "count": len(records),
+        "skipped": [asdict(entry) for entry in skipped],
+        "ignored": list(listing.ignored),
+        "options": asdict(options),
+    }
+
+
 def _label_dim(records: Sequence[ManifestRecord], listing: SourceListing) -> int:
     if not listing.labelled:
         return 0
     if listing.num_classes is not None:
         return listing.num_classes
     return max(record.label for record in records if record.label is not None) + 1
-

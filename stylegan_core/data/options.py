@@ -58,6 +58,10 @@ class BadFileError(DatasetError):
         return (type(self), (self.path, self.reason))
 
 
+class ImageDropped(BadFileError):
+    """The transform leaves this image out by design (center-crop-wide on an image too small), as NVIDIA's tool does."""
+
+
 @dataclass(frozen=True, kw_only=True)
 class IngestOptions:
     """How source images become an NVIDIA-layout dataset (everything except the source and the resolution)."""

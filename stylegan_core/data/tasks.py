@@ -1,5 +1,5 @@
-"""Per-file work that runs in the worker processes. Kept apart from ingest/inventory so a worker imports only
-numpy and Pillow (not pandas or pyarrow), which keeps pool start-up cheap."""
+"""Per-file work that runs in the worker processes. Kept apart from ingest/inventory so a worker imports only Pillow
+(numpy where alpha or 16-bit grey needs it; never pandas or pyarrow), which keeps pool start-up cheap."""
 
 from __future__ import annotations
 
@@ -8,9 +8,15 @@ import zipfile
 import zlib
 from dataclasses import dataclass
 
+import PIL.Image
+
 from stylegan_core.data.images import ImageHeader, ProcessedImage, process_image, read_header
 from stylegan_core.data.options import BadFileError, IngestOptions
 from stylegan_core.data.sources import SourceItem, SourceReader
+
+# Pillow loads its common decoders (JPEG, PNG, ...) on the first open; done at import, that happens once in the pool's
+# server (which imports this module) rather than in every worker it forks.
+PIL.Image.preinit()
 
 INVENTORY_COLUMNS = ("path", "size_bytes", "sha256", "width", "height", "mode", "format", "label", "problem")
 
