@@ -1,7 +1,13 @@
 """Jobs, schedules and sensors of one spec's group.
 
-* `<spec>_ingest` (raw_images → dataset → real_features, per resolution) and `<spec>_train` (network → metrics,
-  samples, per `config|resolution`).
+* `<spec>_ingest` (raw_images → dataset → real_features, per resolution).
+* `<spec>_train` (network), `<spec>_evaluate` (the blocking network checks, then metrics and samples) and
+  `<spec>_compare` (the metrics regression check), per `config|resolution`, chained by `<spec>_after_success`.
+  A check is never planned in the run that materialises its asset: Dagster plans every selected check when a run is
+  created, and resolves a check still planned when its run FAILS as "execution failed" (AssetCheckExecutionRecord.
+  resolve_status), so a failed training run showed its three network checks as failed although none ran (issue 16).
+  In a follow-up run the checks run against the asset's newest materialisation, and a failed blocking check still
+  stops metrics and samples, which share its run.
 * `<spec>_retrain` (only for specs with a `schedule`): requests `<spec>_train` for the scheduled partitions. Training
   continues from each partition's latest snapshot on the currently materialised dataset (see `training.py`).
 * `<spec>_source_changed` (folder and zip sources): when the source's content fingerprint differs from the last one
@@ -11,7 +17,8 @@
   config at that resolution. Generated and converted sources change only with the spec, which code versions track.
 
 Schedules and sensors start STOPPED (turn them on in the UI, or with `dagster schedule start` / `dagster sensor
-start`), unless STYLEGAN_AUTOMATION=running.
+start`), unless STYLEGAN_AUTOMATION=running; `<spec>_after_success` (the second half of a training request, not
+automation of its own) starts RUNNING. Schedules and sensors need the daemon (`dagster dev` runs one).
 """
 
 from __future__ import annotations
@@ -51,16 +58,36 @@ def build_spec_automation(assets: SpecAssets) -> SpecAutomation:
         selection=dg.AssetSelection.assets(assets.raw_images, assets.dataset, assets.real_features),
         description=f"Inventory, ingest, validate and featurise '{assets.spec.name}' at one resolution.",
     )
+    # The follow-up jobs run their steps in one process: sequential anyway, and each step process would import torch.
     train_job = dg.define_asset_job(
         f"{group}_train",
-        selection=dg.AssetSelection.assets(*assets.trained),
-        description=f"Train (or continue), check, evaluate and sample '{assets.spec.name}' for one config|resolution.",
+        selection=dg.AssetSelection.assets(assets.network).without_checks(),
+        executor_def=dg.in_process_executor,
+        description=f"Train (or continue) '{assets.spec.name}' for one config|resolution; when it succeeds, "
+        f"{group}_after_success runs {group}_evaluate.",
+    )
+    evaluate_job = dg.define_asset_job(
+        f"{group}_evaluate",
+        selection=dg.AssetSelection.checks_for_assets(assets.network)
+        | dg.AssetSelection.assets(*[a for a in assets.trained if a is not assets.network]).without_checks(),
+        executor_def=dg.in_process_executor,
+        description="Check the newest network snapshot (blocking), then evaluate its metrics and render samples "
+        "(and projections, where the spec has targets).",
+    )
+    compare_job = dg.define_asset_job(
+        f"{group}_compare",
+        selection=dg.AssetSelection.checks_for_assets(assets.metrics),
+        executor_def=dg.in_process_executor,
+        description="Compare the newest metrics with the previous materialisation of the same partition.",
     )
     schedules = [retrain_schedule(assets, train_job)] if assets.spec.schedule else []
-    sensors = [retrain_sensor(assets, ingest_job, train_job)]
+    sensors = [
+        retrain_sensor(assets, ingest_job, train_job),
+        follow_up_sensor(assets, train_job, evaluate_job, compare_job),
+    ]
     if assets.spec.source.kind in WATCHED_SOURCE_KINDS:
         sensors.insert(0, source_sensor(assets, ingest_job))
-    return SpecAutomation([ingest_job, train_job], schedules, sensors)
+    return SpecAutomation([ingest_job, train_job, evaluate_job, compare_job], schedules, sensors)
 
 
 def scheduled_partitions(assets: SpecAssets) -> list[str]:
@@ -159,3 +186,29 @@ def retrain_sensor(assets: SpecAssets, ingest_job, train_job) -> dg.SensorDefini
         ]
 
     return retrain_on_new_data
+
+
+def follow_up_sensor(assets: SpecAssets, train_job, evaluate_job, compare_job) -> dg.SensorDefinition:
+    """train → evaluate → compare, each requested when the previous run of the same partition succeeds."""
+    follows = {train_job.name: evaluate_job.name, evaluate_job.name: compare_job.name}
+
+    @dg.run_status_sensor(
+        name=f"{assets.group}_after_success", run_status=dg.DagsterRunStatus.SUCCESS,
+        monitored_jobs=[train_job, evaluate_job], request_jobs=[evaluate_job, compare_job],
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description=f"Runs the checks of '{assets.spec.name}' after their asset's run succeeded: "
+        f"{train_job.name} → {evaluate_job.name} → {compare_job.name}.",
+    )  # fmt: skip
+    def after_success(context: dg.RunStatusSensorContext):
+        run = context.dagster_run
+        partition = run.tags.get("dagster/partition")
+        if not partition:
+            return dg.SkipReason(f"run {run.run_id} has no partition")
+        # The partition as a tag, not partition_key: `compare` selects a check only, and Dagster derives a job's
+        # partitions from its assets, so it would refuse the key; the check reads it from the tag.
+        return dg.RunRequest(
+            run_key=f"{run.run_id}|{follows[run.job_name]}", job_name=follows[run.job_name],
+            tags={"dagster/partition": partition, "stylegan/follows": run.run_id},
+        )  # fmt: skip
+
+    return after_success

@@ -2,9 +2,11 @@
 
     python -m dagster_project.demo [--tiny] [--config cpu-tiny] [--resolution 16]
 
-Two CLI runs (one per partitioning): raw_images + dataset + real_features for one resolution (the dataset's
-blocking Great Expectations check runs with them), then network + metrics + samples for `config|resolution` (with
-the network checks and the metric regression check). It then prints where the grid, the metrics and the UI are.
+Four CLI runs: raw_images + dataset + real_features for one resolution (the dataset's blocking Great Expectations
+check runs with them), then for `config|resolution` the jobs that `shapes_after_success` chains in the UI:
+`shapes_train` (network), `shapes_evaluate` (the blocking network checks, metrics, samples) and `shapes_compare` (the
+metric regression check); each starts only when the one before succeeded. It then prints where the grid, the metrics
+and the UI are.
 
 `--tiny` (or STYLEGAN_DEMO_TINY=1), what CI runs: a derived copy of `datasets_spec/shapes.yaml` written under the
 artifacts folder, with 64 source images, FID/KID on 64 images and the `ci-tiny` config below, which trains for
@@ -74,6 +76,19 @@ def materialize(selection: Sequence[str], partition: str, env: dict[str, str]) -
         "--select", keys, "--partition", partition, "--config-json", IN_PROCESS,
     ]  # fmt: skip
     print(f"\n$ dagster asset materialize --select {keys} --partition '{partition}'", flush=True)
+    start = time.monotonic()
+    subprocess.run(command, cwd=REPO_ROOT, env=env, check=True)
+    return time.monotonic() - start
+
+
+def run_job(job: str, partition: str, env: dict[str, str]) -> float:
+    """One `dagster job execute` run of a partitioned job; returns seconds."""
+    tags = json.dumps({"dagster/partition": partition})
+    command = [
+        sys.executable, "-m", "dagster", "job", "execute", "-m", "dagster_project.definitions",
+        "-j", f"{SPEC_NAME}_{job}", "--tags", tags,
+    ]  # fmt: skip
+    print(f"\n$ dagster job execute -j {SPEC_NAME}_{job} --tags '{tags}'", flush=True)
     start = time.monotonic()
     subprocess.run(command, cwd=REPO_ROOT, env=env, check=True)
     return time.monotonic() - start
@@ -149,8 +164,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"shapes demo: config {config}, {resolution} px, artifacts in {stylegan.root}, DAGSTER_HOME {home}")
     timings = {
         "ingest + validate + features": materialize(["raw_images", "dataset", "real_features"], str(resolution), env),
-        "train + check + metrics + grid": materialize(["network", "metrics", "samples"], f"{config}|{resolution}", env),
     }
+    for job, label in (("train", "train"), ("evaluate", "check + metrics + grid"), ("compare", "compare metrics")):
+        timings[label] = run_job(job, f"{config}|{resolution}", env)
     report(stylegan, config, resolution, timings, step_times(home, len(timings)))
     return 0
 

@@ -27,7 +27,7 @@ from dagster_support import (
 )
 
 from dagster_project.definitions import build_definitions
-from dagster_project.training import CURRENT_RUN_FILE
+from dagster_project.training import CURRENT_RUN_FILE, current_snapshot
 from stylegan_core.io.snapshot import find_latest_snapshot, load_snapshot
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="kills processes found through /proc")
@@ -164,3 +164,26 @@ def test_sigkill_mid_run_then_rematerialise_resumes_from_the_last_snapshot(chain
     assert f"from kimg {resumed_nimg / 1000:g}" in (run_dir / "log.txt").read_text()
     current = (run_root / CURRENT_RUN_FILE).read_text()
     assert str(run_dir) in current
+
+
+def test_checks_run_after_training_and_a_failed_one_blocks_metrics_and_samples(chain) -> None:
+    """The jobs of `make demo` and the follow-up sensor: train, then check + evaluate (issue 16)."""
+    import torch
+
+    defs, artifacts, instance = chain
+    materialize(defs, ["shapes/real_features"], "16", instance)  # cached after the first test
+    train = defs.resolve_job_def("shapes_train").execute_in_process(instance=instance, partition_key="ci-tiny|16")
+    assert train.success and train.get_asset_check_evaluations() == []  # no check planned beside its asset
+    evaluate = defs.resolve_job_def("shapes_evaluate")
+    passed = evaluate.execute_in_process(instance=instance, partition_key="ci-tiny|16")
+    assert check_results(passed) == dict.fromkeys(["network_finite", "network_output_shape", "network_augment_p"], True)
+    outputs = {event.asset_key.path[-1] for event in passed.get_asset_materialization_events()}
+    assert outputs == {"metrics", "samples"}
+
+    _, snapshot = current_snapshot(artifacts / "shapes" / "ci-tiny-16")
+    state = torch.load(snapshot, weights_only=True)
+    next(iter(state["G_ema"].values())).fill_(float("nan"))
+    torch.save(state, snapshot)
+    blocked = evaluate.execute_in_process(instance=instance, partition_key="ci-tiny|16", raise_on_error=False)
+    assert not blocked.success and check_results(blocked)["network_finite"] is False
+    assert blocked.get_asset_materialization_events() == []  # the blocking check stopped metrics and samples
