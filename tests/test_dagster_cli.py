@@ -1,5 +1,5 @@
-"""The real command line: `python -m dagster_project.demo --tiny` runs `dagster asset materialize` over the whole
-shapes chain (CI-scale), with the tests' own artifacts folder and DAGSTER_HOME."""
+"""The real command line: `python -m dagster_project.demo --tiny` runs `dagster asset materialize` and `dagster job
+execute` over the whole shapes chain (CI-scale), with the tests' own artifacts folder and DAGSTER_HOME."""
 
 from __future__ import annotations
 
@@ -51,4 +51,12 @@ def test_demo_materialises_the_shapes_chain_through_the_cli(tmp_path: Path) -> N
         assert "fid64_full" in metrics.metadata["reused"].value
         assert "data:image/png" in metrics.metadata["fid_curve"].value
         runs = instance.get_runs()
-        assert len(runs) == 2 and all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
+        assert all(run.status == dg.DagsterRunStatus.SUCCESS for run in runs)
+        # ingest, then the jobs `shapes_after_success` chains: checks run after (not beside) their asset's run
+        assert [run.job_name for run in reversed(runs)] == [
+            "__ASSET_JOB", "shapes_train", "shapes_evaluate", "shapes_compare"
+        ]  # fmt: skip
+        for asset, name in (("network", "network_finite"), ("metrics", "metrics_no_regression")):
+            key = dg.AssetCheckKey(dg.AssetKey(["shapes", asset]), name)
+            latest = instance.event_log_storage.get_asset_check_execution_history(key, limit=1)
+            assert latest and latest[0].status.value == "SUCCEEDED", name
