@@ -100,7 +100,7 @@ def _check_specs(spec_name: str) -> dict:
 def test_jobs_per_spec_and_a_schedule_only_where_a_spec_has_one() -> None:
     job_names = {job.name for job in defs.jobs}
     for spec in SPECS:
-        assert {f"{spec.name}_ingest", f"{spec.name}_train"} <= job_names
+        assert {f"{spec.name}_{job}" for job in ("ingest", "train", "evaluate", "compare")} <= job_names
     scheduled = {spec.name for spec in SPECS if spec.schedule}
     assert scheduled, "the example specs should include one with a schedule (ffhq)"
     assert {schedule.name for schedule in defs.schedules} == {f"{name}_retrain" for name in scheduled}
