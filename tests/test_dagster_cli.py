@@ -31,6 +31,7 @@ def test_demo_materialises_the_shapes_chain_through_the_cli(tmp_path: Path) -> N
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     assert "sample grid" in result.stdout and "fid64_full" in result.stdout
+    assert "SupersessionWarning" not in result.stderr  # the `dg launch` hint, four times otherwise
     assert (home / "dagster.yaml").is_file()
 
     current = json.loads((artifacts / "shapes" / "ci-tiny-16" / CURRENT_RUN_FILE).read_text())
