@@ -52,12 +52,12 @@ def setup(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Path
     yield specs, artifacts, Path(save_standin_vgg16(root / "vgg16-standin.pt", seed=0))
 
 
-def test_projections_is_an_asset_of_a_spec_with_targets_and_in_its_train_job(setup) -> None:
+def test_projections_is_an_asset_of_a_spec_with_targets_and_in_its_evaluate_job(setup) -> None:
     specs, artifacts, _ = setup
     defs = build_definitions(specs, cpu_resource(artifacts))
     keys = {key.to_user_string() for key in defs.resolve_asset_graph().get_all_asset_keys()}
     assert "shapes/projections" in keys
-    job = defs.resolve_job_def("shapes_train")
+    job = defs.resolve_job_def("shapes_evaluate")  # after training succeeded, beside metrics and samples
     assert dg.AssetKey(["shapes", "projections"]) in job.asset_layer.selected_asset_keys
     plain = write_test_specs(artifacts.parent / "plain_specs")  # the same spec without the key
     plain_keys = build_definitions(plain, cpu_resource(artifacts)).resolve_asset_graph().get_all_asset_keys()
