@@ -202,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
     except OptionError as error:
         raise UsageError(error.render(flag_name)) from None  # a flag's value: exit 2
     description = run_description(dataset_name, args.cfg, gpus, options, overrides)
+    check_metrics(options, detector_here=ray_config is None)
     if args.dry_run:
         if rank == 0:
             print(options.to_json())
@@ -212,6 +213,35 @@ def run(args: argparse.Namespace) -> int:
 
         return run_cli(options, lambda: next_run_dir(Path(args.outdir), description), ray_config)
     return _train(options, Path(args.outdir), description)
+
+
+def check_metrics(options: TrainOptions, detector_here: bool = True) -> None:
+    """Metrics that cannot run are refused before the first tick (and by --dry-run), not at the first snapshot,
+    after hours of training at GPU scale. `detector_here`: the Inception weights are read on this machine."""
+    names = options.metrics.names
+    if not names:
+        return
+    from stylegan_core.metrics import parse_metric_name  # what training itself checks the names with
+
+    for name in names:
+        try:
+            parse_metric_name(name)
+        except ValueError as error:
+            raise UsageError(f"--metrics: {error}") from None
+    if not detector_here:
+        return
+    from stylegan_core.metrics.inception import locate_default_detector
+    from stylegan_core.training.worker import prepare_options
+
+    detector = prepare_options(options).metrics.detector  # --detector, else $STYLEGAN_INCEPTION
+    if detector is None:
+        locate_default_detector()  # says how to install the default weights when they are missing
+    elif not Path(detector).expanduser().is_file():
+        given = f"--detector {detector}" if options.metrics.detector else f"STYLEGAN_INCEPTION={detector}"
+        raise FileNotFoundError(
+            f"{given}: no such file (the Inception weights for --metrics {','.join(names)}; "
+            "--metrics none trains without them)"
+        )
 
 
 def _train_argv() -> list[str]:
