@@ -128,3 +128,33 @@ def test_spec_check_names_files_as_given_and_checks_each_once(tmp_path, monkeypa
     captured = capsys.readouterr()
     assert len(captured.out.splitlines()) == 1
     assert captured.out.startswith("specs/shapes.yaml: ok (shapes:") and captured.err == ""
+
+
+def test_a_second_ctrl_c_during_training_is_one_line_not_a_traceback(dataset, tmp_path, monkeypatch, capsys):
+    # Before: the second Ctrl-C (during the final metric evaluation) printed a 40-line KeyboardInterrupt traceback.
+    from stylegan_core.training import worker
+
+    def interrupted_after_a_snapshot(options, run_dir, callbacks=None, *, world=None):
+        (run_dir / "snapshots").mkdir()
+        (run_dir / "snapshots" / "network-snapshot-000000.008.pt").write_bytes(b"")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(worker, "run_training", interrupted_after_a_snapshot)
+    assert _train(dataset, tmp_path / "runs", "--metrics=none") == 130
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.count("\n") == 1
+    assert (
+        "stylegan train: interrupted; the last complete snapshot is " in err and "network-snapshot-000000.008.pt" in err
+    )
+    assert "--resume " in err
+
+
+def test_ctrl_c_in_any_command_is_one_line(tmp_path, monkeypatch, capsys):
+    from stylegan_core.cli import generate
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(generate, "run", interrupted)
+    assert main(["generate", "--network", "n.pt", "--seeds", "0", "--outdir", str(tmp_path / "out")]) == 130
+    assert capsys.readouterr().err == "stylegan generate: interrupted\n"

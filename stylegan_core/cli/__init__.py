@@ -36,6 +36,9 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+EXIT_INTERRUPTED = 130  # what shells report for a command stopped by SIGINT
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser for `argv`: the chosen command in full, every other command as a one-line entry."""
     parser = argparse.ArgumentParser(prog="stylegan", description="StyleGAN2-ADA training, data and metrics tools")
@@ -79,7 +82,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args, unknown = parser.parse_known_args(argv)
     if unknown:  # argparse's own error would show `stylegan`'s usage, not the sub-command's that has the flags
         _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
-    return run_reporting(f"stylegan {args.command}", lambda: args.func(args), debug=debug)
+    try:
+        return run_reporting(f"stylegan {args.command}", lambda: args.func(args), debug=debug)
+    except KeyboardInterrupt:  # Ctrl-C is the user's choice, not a bug: no traceback (unless --debug)
+        if debug:
+            raise
+        print(f"stylegan {args.command}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

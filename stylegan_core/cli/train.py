@@ -269,6 +269,10 @@ def _train(options: TrainOptions, outdir: Path, description: str) -> int:
             # The first Ctrl-C stops at the end of the tick with a snapshot; a second one interrupts at once.
             with AbortOnSignal() as abort:
                 result = run_training(options, Path(run_dir), TrainCallbacks(should_abort=abort), world=world)
+        except KeyboardInterrupt:  # the second Ctrl-C (the first one stops at the end of the tick)
+            if world.is_main:
+                _report_interrupted(Path(run_dir))
+            return 130
         except TrainingDivergedError as error:
             print(f"stylegan train: {error}", file=sys.stderr)
             return 3
@@ -281,3 +285,14 @@ def _train(options: TrainOptions, outdir: Path, description: str) -> int:
         return 0
     finally:
         shutdown_distributed(world)
+
+
+def _report_interrupted(run_dir: Path) -> None:
+    from stylegan_core.io.snapshot import find_latest_snapshot
+
+    latest = find_latest_snapshot(run_dir)
+    if latest is None:
+        print(f"stylegan train: interrupted before the first snapshot of {run_dir}", file=sys.stderr)
+    else:
+        print(f"stylegan train: interrupted; the last complete snapshot is {latest} (continue with --resume "
+              f"{run_dir})", file=sys.stderr)  # fmt: skip
