@@ -202,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
     except OptionError as error:
         raise UsageError(error.render(flag_name)) from None  # a flag's value: exit 2
     description = run_description(dataset_name, args.cfg, gpus, options, overrides)
-    check_metrics(options, detector_here=ray_config is None)
+    check_metrics(options, detector_here=ray_config is None)  # also before any run directory exists
     if args.dry_run:
         if rank == 0:
             print(options.to_json())
@@ -216,32 +216,19 @@ def run(args: argparse.Namespace) -> int:
 
 
 def check_metrics(options: TrainOptions, detector_here: bool = True) -> None:
-    """Metrics that cannot run are refused before the first tick (and by --dry-run), not at the first snapshot,
-    after hours of training at GPU scale. `detector_here`: the Inception weights are read on this machine."""
-    names = options.metrics.names
-    if not names:
-        return
-    from stylegan_core.metrics import parse_metric_name  # what training itself checks the names with
+    """Metrics that cannot run are refused before a run directory exists, by --dry-run too, not at the first snapshot
+    after hours of training. `detector_here`: the detector files are read on this machine (not under Ray)."""
+    from stylegan_core.metric_names import parse_metric_name
+    from stylegan_core.training.worker import prepare_options
 
-    for name in names:
+    for name in options.metrics.names:
         try:
             parse_metric_name(name)
         except ValueError as error:
             raise UsageError(f"--metrics: {error}") from None
-    if not detector_here:
-        return
-    from stylegan_core.metrics.inception import locate_default_detector
-    from stylegan_core.training.worker import prepare_options
-
-    detector = prepare_options(options).metrics.detector  # --detector, else $STYLEGAN_INCEPTION
-    if detector is None:
-        locate_default_detector()  # says how to install the default weights when they are missing
-    elif not Path(detector).expanduser().is_file():
-        given = f"--detector {detector}" if options.metrics.detector else f"STYLEGAN_INCEPTION={detector}"
-        raise FileNotFoundError(
-            f"{given}: no such file (the Inception weights for --metrics {','.join(names)}; "
-            "--metrics none trains without them)"
-        )
+    if detector_here:
+        metrics = prepare_options(options).metrics  # --detector / --vgg16, else their environment variables
+        require_detectors(options.metrics.names, metrics.detector, metrics.vgg16)
 
 
 def _train_argv() -> list[str]:
@@ -256,8 +243,6 @@ def _train(options: TrainOptions, outdir: Path, description: str) -> int:
     from stylegan_core.training.worker import AbortOnSignal, prepare_options, run_training
 
     options = prepare_options(options)  # environment fallbacks written in, so the printed options are what runs
-    # Before a run directory exists: a detector file the metrics need and nobody configured is one sentence.
-    require_detectors(options.metrics.names, options.metrics.detector, options.metrics.vgg16)
     world = init_distributed(timeout_s=options.loop.dist_timeout_s)
     try:
         run_dir = broadcast_object(str(next_run_dir(outdir, description)) if world.is_main else None, world)
