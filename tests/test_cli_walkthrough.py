@@ -158,3 +158,18 @@ def test_ctrl_c_in_any_command_is_one_line(tmp_path, monkeypatch, capsys):
     monkeypatch.setattr(generate, "run", interrupted)
     assert main(["generate", "--network", "n.pt", "--seeds", "0", "--outdir", str(tmp_path / "out")]) == 130
     assert capsys.readouterr().err == "stylegan generate: interrupted\n"
+
+
+def test_a_conditional_network_without_class_lists_the_choices(monkeypatch):
+    # Before: "choose a class (--class 0..4)", although --class also takes the names the snapshot records.
+    from stylegan_core.cli import locate
+
+    monkeypatch.setattr(locate, "class_names", lambda network: ["circle", "ring", "square"])
+    with pytest.raises(
+        ValueError, match=r"choose a class with --class, an index 0\.\.2 or a name \(circle, ring, square\)"
+    ):
+        locate.resolve_class(None, Path("snapshot.pt"), 3)
+    monkeypatch.setattr(locate, "class_names", lambda network: None)  # an NVIDIA pickle: no names
+    with pytest.raises(ValueError, match=r"an index 0\.\.2$"):
+        locate.resolve_class(None, Path("network.pkl"), 3)
+    assert locate.resolve_class(None, Path("snapshot.pt"), 0) is None  # unconditional: nothing to choose

@@ -60,8 +60,16 @@ def newest_snapshot(folder: Path) -> Path | None:
 
 
 def resolve_class(text: str | None, network: Path, c_dim: int) -> int | None:
-    """`--class` as an index: digits are an index, anything else a class name of the network's training data."""
+    """`--class` as an index: digits are an index, anything else a class name of the network's training data; a
+    conditional network without --class is refused with the choices."""
     if text is None:
+        if c_dim > 0:  # said here, where the class names are known, rather than by the renderer
+            names = class_names(network)
+            named = f" or a name ({', '.join(names)})" if names else ""
+            raise ValueError(
+                f"the network is conditional ({c_dim} classes): choose a class with --class, an index 0..{c_dim - 1}"
+                f"{named}"
+            )
         return None
     if re.fullmatch(r"-?\d+", text.strip()):
         return int(text)
