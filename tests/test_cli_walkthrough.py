@@ -173,3 +173,22 @@ def test_a_conditional_network_without_class_lists_the_choices(monkeypatch):
     with pytest.raises(ValueError, match=r"an index 0\.\.2$"):
         locate.resolve_class(None, Path("network.pkl"), 3)
     assert locate.resolve_class(None, Path("snapshot.pt"), 0) is None  # unconditional: nothing to choose
+
+
+def test_class_on_an_unconditional_network_is_a_note_not_a_python_warning(tmp_path, capsys):
+    # Before: ".../export/generate.py:56: UserWarning: class 0 ignored ..." followed by that source line.
+    import warnings
+
+    from transfer_support import write_nvidia_pickle
+
+    from stylegan_core.networks import Generator
+
+    G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=8, img_channels=3, mapping_kwargs={"num_layers": 1},
+                  synthesis_kwargs={"channel_base": 64, "channel_max": 8}).eval()  # fmt: skip
+    network = write_nvidia_pickle(tmp_path / "net.pkl", {"G": G, "D": None, "G_ema": G})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any Python warning fails the command
+        code = main(["generate", "--network", str(network), "--seeds", "0", "--class", "0", "--outdir",
+                     str(tmp_path / "out"), "--device", "cpu"])  # fmt: skip
+    assert code == 0 and (tmp_path / "out" / "seed0000.png").is_file()
+    assert capsys.readouterr().err == "note: --class 0 ignored: the network is unconditional\n"
