@@ -192,3 +192,9 @@ def test_class_on_an_unconditional_network_is_a_note_not_a_python_warning(tmp_pa
                      str(tmp_path / "out"), "--device", "cpu"])  # fmt: skip
     assert code == 0 and (tmp_path / "out" / "seed0000.png").is_file()
     assert capsys.readouterr().err == "note: --class 0 ignored: the network is unconditional\n"
+
+
+def test_errors_name_the_whole_command(tmp_path, capsys):
+    # Before: "stylegan dataset: error: ..." for `stylegan dataset prepare` (and `validate`, `shapes`).
+    assert main(["dataset", "validate", str(tmp_path / "absent.zip")]) == 1
+    assert capsys.readouterr().err.startswith("stylegan dataset validate: error: ")

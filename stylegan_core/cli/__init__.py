@@ -80,14 +80,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = [arg for arg in argv if arg != "--debug"]
     parser = build_parser(argv)
     args, unknown = parser.parse_known_args(argv)
+    command = _command_parser(parser, args)  # `stylegan dataset prepare`: errors name the whole command
     if unknown:  # argparse's own error would show `stylegan`'s usage, not the sub-command's that has the flags
-        _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
-        return run_reporting(f"stylegan {args.command}", lambda: args.func(args), debug=debug)
+        return run_reporting(command.prog, lambda: args.func(args), debug=debug)
     except KeyboardInterrupt:  # Ctrl-C is the user's choice, not a bug: no traceback (unless --debug)
         if debug:
             raise
-        print(f"stylegan {args.command}: interrupted", file=sys.stderr)
+        print(f"{command.prog}: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
 
 
