@@ -101,7 +101,9 @@ def test_class_names_and_indices(trained, tmp_path, capsys):
     from stylegan_core.cli.locate import resolve_class
 
     snapshot = newest_snapshot(trained / "runs")
-    assert [resolve_class(text, snapshot, 3) for text in ("circle", "triangle", "1", None)] == [0, 2, 1, None]
+    assert [resolve_class(text, snapshot, 3) for text in ("circle", "triangle", "1")] == [0, 2, 1]
+    with pytest.raises(ValueError, match=r"an index 0\.\.2 or a name \(circle, square, triangle\)"):
+        resolve_class(None, snapshot, 3)  # a conditional network needs --class (i19w: the choices are listed)
     with pytest.raises(ValueError, match="'hexagon' is not a class of this network; classes: circle, square, tri"):
         resolve_class("hexagon", snapshot, 3)
     code = main(["generate", "--network", str(snapshot), "--seeds", "0", "--class", "hexagon", "--outdir",

@@ -36,6 +36,9 @@ COMMANDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+EXIT_INTERRUPTED = 130  # what shells report for a command stopped by SIGINT
+
+
 def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The parser for `argv`: the chosen command in full, every other command as a one-line entry."""
     parser = argparse.ArgumentParser(prog="stylegan", description="StyleGAN2-ADA training, data and metrics tools")
@@ -56,14 +59,37 @@ def _chosen_command(argv: Sequence[str]) -> str | None:
     return next((word for word in argv if not word.startswith("-")), None)
 
 
+def _command_parser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The innermost parser `args` went through (`stylegan dataset prepare`, not `stylegan`)."""
+    while True:
+        chosen = [
+            action.choices[getattr(args, action.dest)]
+            for action in parser._actions
+            if isinstance(action, argparse._SubParsersAction) and getattr(args, action.dest, None) in action.choices
+        ]
+        if not chosen:
+            return parser
+        parser = chosen[0]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from stylegan_core.errors import run_reporting
 
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     argv = [arg for arg in argv if arg != "--debug"]
-    args = build_parser(argv).parse_args(argv)
-    return run_reporting(f"stylegan {args.command}", lambda: args.func(args), debug=debug)
+    parser = build_parser(argv)
+    args, unknown = parser.parse_known_args(argv)
+    command = _command_parser(parser, args)  # `stylegan dataset prepare`: errors name the whole command
+    if unknown:  # argparse's own error would show `stylegan`'s usage, not the sub-command's that has the flags
+        command.error(f"unrecognized arguments: {' '.join(unknown)}")
+    try:
+        return run_reporting(command.prog, lambda: args.func(args), debug=debug)
+    except KeyboardInterrupt:  # Ctrl-C is the user's choice, not a bug: no traceback (unless --debug)
+        if debug:
+            raise
+        print(f"{command.prog}: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":

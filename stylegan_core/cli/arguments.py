@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 
 from stylegan_core.options import integer
 
@@ -20,3 +21,11 @@ def whole_number(low: int, high: int) -> Callable[[str], int]:
 
     check.__name__ = "integer"  # argparse names the type in some messages
     return check
+
+
+def output_folder(text: str) -> Path:
+    """A folder to write into: refused now if it exists as a file, instead of an OSError after the work is done."""
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise argparse.ArgumentTypeError(f"{text} exists and is not a folder")
+    return path

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from stylegan_core.cli.arguments import output_folder
 from stylegan_core.errors import UsageError
 from stylegan_core.export.generate import DEFAULT_TRUNCATION_PSI, NOISE_MODES, write_seed_grid, write_seed_images
 from stylegan_core.export.grid import DEFAULT_NOISE_MODE
@@ -27,16 +28,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument("--projected-w", type=Path, metavar="NPZ",
                         help="a projector's projected_w.npz: writes proj00.png, ... to --outdir")  # fmt: skip
     output = parser.add_mutually_exclusive_group(required=True)
-    output.add_argument("--outdir", type=Path, help="write seed%%04d.png files here")
-    output.add_argument("--grid", type=Path, help="write all images as one grid PNG")
-    parser.add_argument("--grid-size", type=parse_grid_size, help="grid COLUMNSxROWS (default: about square)")
+    output.add_argument("--outdir", type=output_folder, metavar="DIR", help="write seed%%04d.png files here")
+    output.add_argument("--grid", type=Path, metavar="FILE", help="write all images as one grid PNG")
+    parser.add_argument("--grid-size", type=parse_grid_size, metavar="COLSxROWS",
+                        help="grid COLUMNSxROWS (default: about square)")  # fmt: skip
     add_rendering_arguments(parser)
     parser.set_defaults(func=run)
 
 
 def add_network_argument(parser: argparse.ArgumentParser) -> None:
     """--network, as every command that renders from a trained network takes it (resolved by cli/locate.py)."""
-    parser.add_argument("--network", required=True,
+    parser.add_argument("--network", required=True, metavar="NETWORK",
                         help="snapshot (.pt), NVIDIA pickle, run directory (its latest snapshot), "
                         "or latest (newest under ./runs)")  # fmt: skip
 
@@ -44,7 +46,7 @@ def add_network_argument(parser: argparse.ArgumentParser) -> None:
 def add_rendering_arguments(parser: argparse.ArgumentParser, noise_mode: str = DEFAULT_NOISE_MODE) -> None:
     """--trunc, --class, --noise-mode and --device: how generate, style-mixing and video run G."""
     parser.add_argument("--trunc", dest="truncation_psi", type=truncation_argument, default=DEFAULT_TRUNCATION_PSI,
-                        help=f"truncation psi (default {DEFAULT_TRUNCATION_PSI})")  # fmt: skip
+                        metavar="PSI", help=f"truncation psi (default {DEFAULT_TRUNCATION_PSI})")  # fmt: skip
     add_class_argument(parser)
     parser.add_argument("--noise-mode", choices=NOISE_MODES, default=noise_mode,
                         help=f"noise inputs (default {noise_mode})")  # fmt: skip
@@ -52,7 +54,9 @@ def add_rendering_arguments(parser: argparse.ArgumentParser, noise_mode: str = D
 
 
 def add_class_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--class", dest="class_idx", help="class index or name (conditional networks)")
+    parser.add_argument(
+        "--class", dest="class_idx", metavar="INDEX|NAME", help="class index or name (conditional networks)"
+    )
 
 
 def add_device_argument(parser: argparse.ArgumentParser) -> None:

@@ -15,6 +15,7 @@ for sub-folder labels), recorded in each snapshot.
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 from stylegan_core.io.snapshot import SNAPSHOT_DIR, find_latest_snapshot
@@ -60,8 +61,19 @@ def newest_snapshot(folder: Path) -> Path | None:
 
 
 def resolve_class(text: str | None, network: Path, c_dim: int) -> int | None:
-    """`--class` as an index: digits are an index, anything else a class name of the network's training data."""
+    """`--class` as an index: digits are an index, anything else a class name of the network's training data; a
+    conditional network without --class is refused with the choices."""
     if text is None:
+        if c_dim > 0:  # said here, where the class names are known, rather than by the renderer
+            names = class_names(network)
+            named = f" or a name ({', '.join(names)})" if names else ""
+            raise ValueError(
+                f"the network is conditional ({c_dim} classes): choose a class with --class, an index 0..{c_dim - 1}"
+                f"{named}"
+            )
+        return None
+    if c_dim == 0:  # as NVIDIA's generate.py: a note, not the renderer's UserWarning with its source line
+        print(f"note: --class {text} ignored: the network is unconditional", file=sys.stderr)
         return None
     if re.fullmatch(r"-?\d+", text.strip()):
         return int(text)

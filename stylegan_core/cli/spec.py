@@ -1,8 +1,8 @@
 """`stylegan spec check FILE|FOLDER ...`: load dataset specs as the Dagster code location does, one line per file.
 
-Good files print `FILE: ok (...)`; each bad file prints one line naming the file, the YAML key and the problem (with
-"did you mean" for a misspelt key). Every file is checked, even after a bad one. Exit status 0 when all are good,
-1 when any is bad.
+Good files print `FILE: ok (...)`; each bad file prints one line naming the file, the YAML key and its first problem
+(with "did you mean" for a misspelt key). Every file is checked once, even after a bad one, and named as given.
+Exit status 0 when all are good, 1 when any is bad.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("spec", help="check dataset spec files", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="spec_command", required=True, metavar="COMMAND")
-    check = commands.add_parser("check", help="load spec files and report every mistake, one line each")
+    check = commands.add_parser("check", help="load spec files; one line per file: ok, or its first mistake")
     check.add_argument("paths", nargs="+", type=Path, metavar="FILE", help="spec files, or folders of them")
     check.set_defaults(func=run_check)
 
@@ -31,7 +31,8 @@ def _expand(paths: list[Path]) -> tuple[list[Path], list[str]]:
             files.append(path)
         else:
             missing.append(f"{path}: no such file or folder")
-    return files, missing
+    unique = {path.resolve(): path for path in reversed(files)}  # a file named twice is one spec, not a duplicate
+    return [path for path in files if unique.get(path.resolve()) is path], missing
 
 
 def run_check(args: argparse.Namespace) -> int:
@@ -39,10 +40,12 @@ def run_check(args: argparse.Namespace) -> int:
 
     files, problems = _expand(args.paths)
     specs, errors = check_specs(files)
+    as_given = {path.resolve(): path for path in files}  # the loader keeps absolute paths; echo what was typed
     for spec in specs:
         configs = ", ".join(spec.configs) or "no configs"
         resolutions = ", ".join(map(str, spec.resolutions))
-        print(f"{spec.spec_path}: ok ({spec.name}: {spec.source.kind} source, resolutions {resolutions}; {configs})")
+        path = as_given.get(Path(spec.spec_path).resolve(), spec.spec_path)
+        print(f"{path}: ok ({spec.name}: {spec.source.kind} source, resolutions {resolutions}; {configs})")
     for line in [*problems, *map(str, errors)]:
         print(line, file=sys.stderr)
     if not files and not problems:

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
+from stylegan_core.cli.arguments import output_folder
 from stylegan_core.cli.generate import (
     add_network_argument,
     add_rendering_arguments,
@@ -12,6 +12,7 @@ from stylegan_core.cli.generate import (
     resolve_device,
     seeds_argument,
 )
+from stylegan_core.export.seeds import parse_seeds
 from stylegan_core.export.style_mixing import write_style_mixing
 
 
@@ -23,14 +24,26 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "style_mixing.py: <row>-<col>.png, <seed>-<seed>.png and grid.png in --outdir.",
     )
     add_network_argument(parser)
-    parser.add_argument("--rows", dest="row_seeds", required=True, type=seeds_argument, help="row seeds, e.g. 85,100")
-    parser.add_argument("--cols", dest="col_seeds", required=True, type=seeds_argument,
+    parser.add_argument("--rows", dest="row_seeds", required=True, type=seeds_argument, metavar="SEEDS",
+                        help="row seeds, e.g. 85,100")  # fmt: skip
+    parser.add_argument("--cols", dest="col_seeds", required=True, type=seeds_argument, metavar="SEEDS",
                         help="column seeds, e.g. 55,821")  # fmt: skip
-    parser.add_argument("--styles", type=seeds_argument, default="0-6",
+    parser.add_argument("--styles", type=styles_argument, default="0-6", metavar="INDICES",
                         help="ws indices taken from the column seed (default 0-6)")  # fmt: skip
-    parser.add_argument("--outdir", required=True, type=Path, help="folder for the images and grid.png")
+    parser.add_argument("--outdir", required=True, type=output_folder, metavar="DIR",
+                        help="folder for the images and grid.png")  # fmt: skip
     add_rendering_arguments(parser)
     parser.set_defaults(func=run)
+
+
+def styles_argument(text: str) -> list[int]:
+    """--styles reads like --seeds, but its error must talk about ws indices, not seeds."""
+    try:
+        return parse_seeds(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"style indices must be ws indices or upward ranges of them, e.g. 0-6 or 0,2,4, got {text!r}"
+        ) from None
 
 
 def run(args: argparse.Namespace) -> int:

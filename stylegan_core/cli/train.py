@@ -202,6 +202,7 @@ def run(args: argparse.Namespace) -> int:
     except OptionError as error:
         raise UsageError(error.render(flag_name)) from None  # a flag's value: exit 2
     description = run_description(dataset_name, args.cfg, gpus, options, overrides)
+    check_metrics(options, detector_here=ray_config is None)  # also before any run directory exists
     if args.dry_run:
         if rank == 0:
             print(options.to_json())
@@ -212,6 +213,22 @@ def run(args: argparse.Namespace) -> int:
 
         return run_cli(options, lambda: next_run_dir(Path(args.outdir), description), ray_config)
     return _train(options, Path(args.outdir), description)
+
+
+def check_metrics(options: TrainOptions, detector_here: bool = True) -> None:
+    """Metrics that cannot run are refused before a run directory exists, by --dry-run too, not at the first snapshot
+    after hours of training. `detector_here`: the detector files are read on this machine (not under Ray)."""
+    from stylegan_core.metric_names import parse_metric_name
+    from stylegan_core.training.worker import prepare_options
+
+    for name in options.metrics.names:
+        try:
+            parse_metric_name(name)
+        except ValueError as error:
+            raise UsageError(f"--metrics: {error}") from None
+    if detector_here:
+        metrics = prepare_options(options).metrics  # --detector / --vgg16, else their environment variables
+        require_detectors(options.metrics.names, metrics.detector, metrics.vgg16)
 
 
 def _train_argv() -> list[str]:
@@ -226,8 +243,6 @@ def _train(options: TrainOptions, outdir: Path, description: str) -> int:
     from stylegan_core.training.worker import AbortOnSignal, prepare_options, run_training
 
     options = prepare_options(options)  # environment fallbacks written in, so the printed options are what runs
-    # Before a run directory exists: a detector file the metrics need and nobody configured is one sentence.
-    require_detectors(options.metrics.names, options.metrics.detector, options.metrics.vgg16)
     world = init_distributed(timeout_s=options.loop.dist_timeout_s)
     try:
         run_dir = broadcast_object(str(next_run_dir(outdir, description)) if world.is_main else None, world)
@@ -239,6 +254,10 @@ def _train(options: TrainOptions, outdir: Path, description: str) -> int:
             # The first Ctrl-C stops at the end of the tick with a snapshot; a second one interrupts at once.
             with AbortOnSignal() as abort:
                 result = run_training(options, Path(run_dir), TrainCallbacks(should_abort=abort), world=world)
+        except KeyboardInterrupt:  # the second Ctrl-C (the first one stops at the end of the tick)
+            if world.is_main:
+                _report_interrupted(Path(run_dir))
+            return 130
         except TrainingDivergedError as error:
             print(f"stylegan train: {error}", file=sys.stderr)
             return 3
@@ -251,3 +270,14 @@ def _train(options: TrainOptions, outdir: Path, description: str) -> int:
         return 0
     finally:
         shutdown_distributed(world)
+
+
+def _report_interrupted(run_dir: Path) -> None:
+    from stylegan_core.io.snapshot import find_latest_snapshot
+
+    latest = find_latest_snapshot(run_dir)
+    if latest is None:
+        print(f"stylegan train: interrupted before the first snapshot of {run_dir}", file=sys.stderr)
+    else:
+        print(f"stylegan train: interrupted; the last complete snapshot is {latest} (continue with --resume "
+              f"{run_dir})", file=sys.stderr)  # fmt: skip
