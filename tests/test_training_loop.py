@@ -143,6 +143,42 @@ def test_abort_writes_a_final_snapshot(dataset, tmp_path, quick_grids):
     assert load_snapshot(result.last_snapshot).progress.cur_nimg == 20
 
 
+def test_abort_skips_the_metrics_of_the_final_snapshot_and_says_how_to_run_them(dataset, tmp_path, quick_grids,
+                                                                                 monkeypatch):  # fmt: skip
+    calls = _fake_metrics(monkeypatch)
+    options = tiny_options(dataset, aug="noaug", kimg=1, tick=0.008, snap="none", metrics="fid200_full")
+    ticks = []
+    result = train(options, tmp_path, TrainCallbacks(on_tick=ticks.append, should_abort=lambda: len(ticks) >= 1))
+    assert result.aborted and not calls and result.metrics == {}
+    log = (tmp_path / "log.txt").read_text()
+    assert f"stylegan metrics --network {result.last_snapshot} --data {dataset} --metrics fid200_full" in log
+
+
+def test_abort_during_a_snapshots_metrics_stops_after_that_snapshot(dataset, tmp_path, quick_grids, monkeypatch):
+    requested = []
+    calls = _fake_metrics(monkeypatch, during=lambda: requested.append(True))  # Ctrl-C while FID runs
+    options = tiny_options(dataset, aug="noaug", kimg=1, tick=0.008, snap=1, metrics="fid200_full")
+    ticks = []
+    result = train(options, tmp_path, TrainCallbacks(on_tick=ticks.append, should_abort=lambda: bool(requested)))
+    assert result.aborted and len(ticks) == 1 and len(calls) == 1  # no second tick, no second snapshot
+    assert result.last_snapshot == find_latest_snapshot(tmp_path) and result.cur_nimg == 4  # tick 0: one batch
+    assert "it is the last one" in (tmp_path / "log.txt").read_text()
+
+
+def _fake_metrics(monkeypatch, during=lambda: None) -> list:
+    import stylegan_core.metrics as metrics
+
+    calls = []
+
+    def fake_compute_metrics(G, dataset_path, names, device, **kwargs):
+        calls.append(names)
+        during()
+        return {name: {name: 12.5} for name in names}
+
+    monkeypatch.setattr(metrics, "compute_metrics", fake_compute_metrics)
+    return calls
+
+
 def test_snapshot_generator_matches_g_ema(dataset, tmp_path, quick_grids):
     options = tiny_options(dataset, cond=True, aug="noaug", kimg=0.008, tick=0.008, snap="none")
     result = train(options, tmp_path)

@@ -28,7 +28,7 @@ def write_snapshot(run: TrainingRun, callbacks: TrainCallbacks) -> None:
         save_snapshot(path, snapshot_state(run, rank_states))
         run.last_snapshot = path
         run.grid.write_fakes(run.G_ema, image_path, run.batch_gpu)
-    run.last_metrics = evaluate_metrics(run, path)
+    run.last_metrics = _skip_metrics_on_abort(run, path) if run.aborted else evaluate_metrics(run, path)
     if run.tracker is not None:
         values = {f"Metrics/{key}": value for result in run.last_metrics.values() for key, value in result.items()}
         run.tracker.scalars(values, progress.cur_nimg, time.time())
@@ -38,6 +38,15 @@ def write_snapshot(run: TrainingRun, callbacks: TrainCallbacks) -> None:
             tick=progress.cur_tick, cur_nimg=progress.cur_nimg, kimg=progress.cur_nimg / 1000, snapshot_path=path,
             image_path=image_path, metrics=run.last_metrics,
         ))  # fmt: skip
+
+
+def _skip_metrics_on_abort(run: TrainingRun, path: Path) -> dict[str, dict[str, float]]:
+    # Whoever stops a run wants it to stop: a 50k metric takes hours on a CPU. Say how to evaluate it later.
+    names = ",".join(run.options.metrics.names)
+    if names and run.world.is_main:
+        command = f"stylegan metrics --network {path} --data {run.options.data.path} --metrics {names}"
+        run.log.write(f"Metrics of this final snapshot are not evaluated (the run was stopped); later: {command}")
+    return {}
 
 
 def _rank_state(run: TrainingRun) -> dict[str, Any]:

@@ -180,6 +180,12 @@ def _end_of_tick(run: TrainingRun, callbacks: TrainCallbacks, done: bool) -> boo
     done = done or aborted
     if done or (loop.snap is not None and progress.cur_tick % loop.snap == 0):
         checkpoint.write_snapshot(run, callbacks)
+        # A signal that came during the snapshot (its metrics can take minutes) stops here: the snapshot just
+        # written is the last one, instead of training another tick and writing one more.
+        if not done and any_rank(callbacks.should_abort(), run.world, run.device):
+            run.log.write(f"Abort requested while writing the snapshot at kimg {progress.cur_nimg / 1000:g}; "
+                          "it is the last one.")  # fmt: skip
+            run.aborted = done = True
     progress.next_tick(tick_end_time)
     return done
 
