@@ -25,7 +25,7 @@ import numpy as np
 import PIL.Image
 import torch
 
-SHAPE_CLASSES = ("circle", "ring", "square", "star", "triangle")
+from stylegan_core.data.shapes import SHAPE_CLASSES  # one list of class names, in label order
 
 
 @dataclass(frozen=True)

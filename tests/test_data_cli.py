@@ -85,7 +85,7 @@ def test_prepare_from_a_spec_with_a_generated_source(tmp_path: Path, capsys: pyt
         ["prepare", "--spec", str(spec), "--dest", str(out), "--resolution", "16", "--quiet"], capsys
     )
     assert code == 0 and "10 images 16x16x3, 5 classes" in stdout
-    assert (tmp_path / "out" / "tiny-source" / "star" / "00003.png").is_file()
+    assert (tmp_path / "out" / "tiny-source" / "square" / "00003.png").is_file()
     code, _, stderr = _run(
         ["prepare", "--spec", str(spec), "--dest", str(out), "--resolution", "16", "--transform", "none"], capsys
     )
