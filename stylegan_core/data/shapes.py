@@ -25,8 +25,8 @@ from stylegan_core.io.atomic import atomic_directory
 # Classes told apart by their coarse outline, because the demo trains at 16 px (a shape is 10-13 px across): a solid
 # disc, a disc with a hole, four straight sides, three, and a cross of two thick bars with deep notches. A
 # five-pointed star was one of them until issue 16: its points are 2-3 px wide at 16 px and the demo's 50-kimg
-# network drew it as a blob (45 % of cells read as stars; a fatter star, inner radius 0.6, came out as a rounded
-# pentagon, 17 %; benchmarks/RESULTS.md).
+# network drew it as a blob (31-45 % of cells read as stars; a fatter star, inner radius 0.6, came out as a rounded
+# pentagon, 17 %). The plus reads better (38-77 %) but is still the weakest row (benchmarks/RESULTS.md).
 # Alphabetical, because labels come from the class sub-folders in sorted order.
 SHAPE_CLASSES = ("circle", "plus", "ring", "square", "triangle")
 SETTINGS_FILE = "shapes.json"
