@@ -220,3 +220,12 @@ def test_cond_on_an_unlabelled_dataset_says_how_to_label_it(dataset, tmp_path, c
     assert _train(dataset, tmp_path / "runs", "--cond=1", "--metrics=none") == 1
     err = capsys.readouterr().err
     assert "has none" in err and "--labels subfolders" in err and "Traceback" not in err
+
+
+def test_shapes_flags_are_bounded_at_parse(tmp_path, capsys):
+    # Before: "shapes settings need count >= 1 ...; got ShapesSettings(count=0, size=128, seed=0)", exit 1.
+    with pytest.raises(SystemExit) as exit_info:
+        main(["dataset", "shapes", "--dest", str(tmp_path / "shapes"), "--count", "0"])
+    assert exit_info.value.code == 2
+    assert "stylegan dataset shapes: error: argument --count: must be in [1, 1000000], got 0" in capsys.readouterr().err
+    assert not (tmp_path / "shapes").exists()

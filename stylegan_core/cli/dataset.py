@@ -17,6 +17,7 @@ from stylegan_core.data.options import (
     LABEL_SOURCES,
     ON_ERROR,
     RESIZE_FILTERS,
+    SHAPES_BOUNDS,
     TRANSFORMS,
     DatasetError,
     IngestOptions,
@@ -79,9 +80,10 @@ def _add_validate(commands: argparse._SubParsersAction) -> None:
 def _add_shapes(commands: argparse._SubParsersAction) -> None:
     shapes = commands.add_parser("shapes", help="draw the procedural shapes source set (the demo's data)")
     shapes.add_argument("--dest", type=Path, required=True, help="output folder (class sub-folders of PNGs)")
-    shapes.add_argument("--count", type=int, default=None, help="number of images (default 2000)")
-    shapes.add_argument("--size", type=int, default=None, help="image size in pixels (default 128)")
-    shapes.add_argument("--seed", type=int, default=None, help="seed (default 0)")
+    bounded = {name: whole_number(*bounds) for name, bounds in SHAPES_BOUNDS.items()}
+    shapes.add_argument("--count", type=bounded["count"], default=None, help="number of images (default 2000)")
+    shapes.add_argument("--size", type=bounded["size"], default=None, help="image size in pixels (default 128)")
+    shapes.add_argument("--seed", type=bounded["seed"], default=None, help="seed (default 0)")
     shapes.set_defaults(func=run_shapes)
 
 

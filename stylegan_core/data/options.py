@@ -42,6 +42,11 @@ ON_ERROR: tuple[OnError, ...] = ("fail", "skip")
 DEFAULT_MAX_PIXELS = 89_478_485
 
 
+# Bounds of the generated shapes source (count, size, seed), checked where they enter: spec load, `dataset shapes`
+# flags and ShapesSettings. Far above the demo's 500 images at 128 px.
+SHAPES_BOUNDS = {"count": (1, 1_000_000), "size": (16, 4096), "seed": (0, 2**32 - 1)}
+
+
 class DatasetError(InputError):
     """Bad dataset input or output. The message names the file and the problem."""
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 
-from stylegan_core.data.options import DatasetError
+from stylegan_core.data.options import SHAPES_BOUNDS, DatasetError
 from stylegan_core.data.parallel import ordered_map
 from stylegan_core.io.atomic import atomic_directory
 
@@ -46,8 +46,9 @@ class ShapesSettings:
     """Seed of the whole set; image i uses RandomState([seed, i])."""
 
     def __post_init__(self) -> None:
-        if self.count < 1 or self.size < 16 or self.seed < 0:
-            raise ValueError(f"shapes settings need count >= 1, size >= 16, seed >= 0; got {self}")
+        for name, (low, high) in SHAPES_BOUNDS.items():
+            if not low <= getattr(self, name) <= high:
+                raise ValueError(f"shapes {name} must be in [{low}, {high}], got {getattr(self, name)}")
 
 
 # What varies within a class is kept small, so that a few CPU minutes of training draw each class recognisably at

@@ -21,6 +21,7 @@ from stylegan_core.data.options import (
     LABEL_SOURCES,
     ON_ERROR,
     RESIZE_FILTERS,
+    SHAPES_BOUNDS,
     TRANSFORMS,
     IngestOptions,
     LabelSource,
@@ -56,9 +57,6 @@ _CONFIG_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _RESERVED_OVERRIDES = {"data": "the dataset is the spec's own", "metrics": "use the spec's top-level `metrics` list"}
 # NVIDIA's and other tools' words for our keys, offered as "did you mean".
 _CONFIG_ALIASES = {"cfg": "preset", "r1_gamma": "gamma"}
-# Bounds of the generated source (the shapes set): far above the demo's 1000 images at 128 px.
-MAX_GENERATED_IMAGES = 1_000_000
-MAX_GENERATED_SIZE = 4096
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -224,9 +222,8 @@ def _parse_source(section: Section, spec_dir: Path) -> SourceSpec:
 def _parse_generator(section: Section) -> ShapesSettings:
     section.take("name", one_of(GENERATORS), "shapes")
     defaults = ShapesSettings()
-    bounds = {"count": (1, MAX_GENERATED_IMAGES), "size": (16, MAX_GENERATED_SIZE), "seed": (0, 2**32 - 1)}
     settings = {
-        f.name: section.take(f.name, integer(*bounds.get(f.name, (0, None))), getattr(defaults, f.name))
+        f.name: section.take(f.name, integer(*SHAPES_BOUNDS[f.name]), getattr(defaults, f.name))
         for f in fields(ShapesSettings)
     }
     section.finish()
