@@ -97,5 +97,6 @@ def test_prepare_from_a_spec_with_a_generated_source(tmp_path: Path, capsys: pyt
 def test_shapes_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, stdout, _ = _run(["shapes", "--dest", str(tmp_path / "s"), "--count", "5", "--size", "32"], capsys)
     assert code == 0 and len(list((tmp_path / "s").rglob("*.png"))) == 5
-    code, _, stderr = _run(["shapes", "--dest", str(tmp_path / "t"), "--count", "0"], capsys)
-    assert code == 1 and "count >= 1" in stderr
+    with pytest.raises(SystemExit) as exit_info:  # a bad flag value is a usage error, found at parse
+        _run(["shapes", "--dest", str(tmp_path / "t"), "--count", "0"], capsys)
+    assert exit_info.value.code == 2 and "--count: must be in [1, 1000000]" in capsys.readouterr().err
