@@ -119,7 +119,9 @@ def metric_series(run_dir: Path, names: Sequence[str]) -> list[str]:
     for key, points in views.metric_history(run_dir, names).items():
         series = "  ".join(f"{kimg:g}:{value:.4g}" for kimg, value in points)
         ratio = f"  (last/first {points[-1][1] / points[0][1]:.2f})" if len(points) > 1 and points[0][1] else ""
-        lines.append(f"  {key:16s} kimg:value  {series}{ratio}")
+        better = views.metric_direction(key)
+        direction = f"  ({better} is better)" if better else ""
+        lines.append(f"  {key:16s} kimg:value  {series}{ratio}{direction}")
     return lines
 
 
@@ -140,7 +142,7 @@ def report(
     for grid in grids:
         print(f"  sample grid     {grid}  (one row per class)")
     names = [path.stem.removeprefix("metric-") for path in sorted(run_dir.glob("metric-*.jsonl"))]
-    print("  metrics at each snapshot (lower is better):")
+    print("  metrics at each snapshot:")
     for line in metric_series(run_dir, names):
         print(line)
     print(f"  dataset         {stylegan.dataset_dir(SPEC_NAME, resolution)}")

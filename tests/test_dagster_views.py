@@ -126,6 +126,13 @@ def test_new_metric_families_are_charted_like_fid(tmp_path: Path) -> None:
     assert _has_colour(pr, plots.COLOURS[0], plot_area) and _has_colour(pr, plots.COLOURS[1], plot_area)
     assert not _has_colour(_image(charts["ppl"]), plots.COLOURS[1], plot_area)  # one series only
     assert [views.metric_family(k) for k in ("kid2k_full", "ppl_zfull", "is1k_mean")] == ["kid", "ppl", "is"]
+    # The demo's summary says per result which way is better (it once said "lower is better" for all of them).
+    from dagster_project.demo import metric_series
+
+    lines = {line.split()[0]: line for line in metric_series(tmp_path, list(results))}
+    assert lines["pr50k3_full_recall"].endswith("(higher is better)")
+    assert lines["fid50k_full"].endswith("(lower is better)") and "(last/first 0.50)" in lines["fid50k_full"]
+    assert "is better" not in lines["is50k_std"]
 
 
 def test_loss_history_reads_the_tick_lines(tmp_path: Path) -> None:
