@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 from pathlib import Path
@@ -63,3 +64,12 @@ def test_sha256_file(tmp_path: Path) -> None:
     data = os.urandom(3 << 20)
     (tmp_path / "blob").write_bytes(data)
     assert sha256_file(tmp_path / "blob") == hashlib.sha256(data).hexdigest()
+
+
+def test_a_failed_write_names_the_output_not_the_temporary_file(tmp_path):
+    final = tmp_path / "out.bin"
+    with pytest.raises(OSError, match=r"cannot write .*out\.bin: Read-only") as error:
+        with atomic_outputs(final) as (temp,):
+            raise OSError(errno.EROFS, "Read-only file system", str(temp))  # as open() would raise it
+    assert error.value.errno == errno.EROFS and ".tmp" not in str(error.value)
+    assert not final.exists() and not list(tmp_path.iterdir())

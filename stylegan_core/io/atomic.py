@@ -37,6 +37,12 @@ def atomic_outputs(*finals: str | os.PathLike[str]) -> Iterator[tuple[Path, ...]
         yield temps
         for temp, final in zip(temps, paths, strict=True):
             os.replace(temp, final)
+    except OSError as error:
+        # The user named the final file, not our temporary sibling: say which output could not be written.
+        if error.filename is not None and Path(error.filename) in temps:
+            final = paths[temps.index(Path(error.filename))]
+            raise type(error)(error.errno, f"cannot write {final}: {error.strerror}") from None
+        raise
     finally:
         for temp in temps:
             temp.unlink(missing_ok=True)
