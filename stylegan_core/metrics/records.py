@@ -8,20 +8,11 @@ re-materialising metrics of an unchanged snapshot against unchanged real statist
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 from stylegan_core.metrics.cache import cache_file
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as file:
-        while chunk := file.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def real_stats_key(content_hash: str, detector_sha256: str, num_items: int) -> str:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from stylegan_core.data.dataset import ImageDataset
+from stylegan_core.io.atomic import sha256_file
 from stylegan_core.metric_names import KID_MAX_REAL, DetectorName, MetricKind, MetricSpec, parse_metric_name
 from stylegan_core.metrics.cache import (
     DEFAULT_BATCH_SIZE,
@@ -48,7 +49,7 @@ from stylegan_core.metrics.progress import (
     format_time,
     metric_announcement,
 )
-from stylegan_core.metrics.records import file_sha256, provenance, real_stats_key, recorded_result
+from stylegan_core.metrics.records import provenance, real_stats_key, recorded_result
 from stylegan_core.metrics.sampling import Detector, Shard, dataset_label_sampler, generator_features
 from stylegan_core.metrics.vgg import VGG16, load_vgg16
 
@@ -256,7 +257,7 @@ def _cached(cache_dir, dataset: ImageDataset, detector: Detector, count: int) ->
 def _snapshot_sha256(run_dir, snapshot_path) -> str | None:
     if run_dir is None or snapshot_path is None or not Path(snapshot_path).is_file():
         return None
-    return file_sha256(snapshot_path)
+    return sha256_file(snapshot_path)
 
 
 def _stats_key(dataset: ImageDataset, detector: Detector, count: int) -> str | None:
