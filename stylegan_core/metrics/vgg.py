@@ -18,7 +18,6 @@ loader records the file's sha256 and size (``VGG16.sha256``, ``VGG16.num_bytes``
 from __future__ import annotations
 
 import os
-import warnings
 import zipfile
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import torch
 from stylegan_core.errors import InputError
 from stylegan_core.io.atomic import sha256_file
 from stylegan_core.io.limits import LimitError
-from stylegan_core.metrics.inception import DetectorNotFoundError
+from stylegan_core.metrics.inception import DetectorNotFoundError, load_torchscript
 
 VGG16_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/vgg16.pt"
 VGG16_PATH_ENV = "STYLEGAN_VGG16"
@@ -128,15 +127,7 @@ def _load_uncached(source: Path, expected_sha256: str | None, device: torch.devi
     sha256 = sha256_file(source)
     if expected_sha256 is not None:
         _check_sha256(source, sha256, expected_sha256)
-    # TorchScript, not pickle: its code can only call torch operators (see metrics/inception.py for the argument).
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "`torch.jit.load` is deprecated", DeprecationWarning)
-            network = torch.jit.load(str(source), map_location=device)
-    except RuntimeError as error:
-        raise InputError(
-            f"{source} is not a TorchScript file ({error.__class__.__name__}); expected NVIDIA's vgg16.pt"
-        ) from None
+    network = load_torchscript(source, device, "NVIDIA's vgg16.pt")
     _check_signature(network, source)
     # Frozen: a detector is never trained, and weights that require grad would tie every output to one graph.
     for parameter in network.parameters():
