@@ -8,11 +8,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from conftest import FIXTURES, REFERENCE
+from conftest import FIXTURES
 from inception_standin import save_standin_inception
 from vgg_standin import save_standin_vgg16
 
-from stylegan_core.io.nvidia import load_state_dict_strict
 from stylegan_core.metrics.sampling import quantize_images
 from stylegan_core.networks import Generator
 
@@ -22,15 +21,6 @@ REALS_ZIP = METRICS_NVIDIA / "reals_G32_40.zip"
 
 def nvidia_results() -> dict[str, dict[str, float]]:
     return json.loads((METRICS_NVIDIA / "nvidia_results.json").read_text())
-
-
-def reference_generator() -> Generator:
-    """G32_skip_c0 from the reference state: the network NVIDIA's code ran as its own pickle."""
-    spec = json.loads((REFERENCE / "networks" / "networks.json").read_text())["models"]["G32_skip_c0"]
-    G = Generator(**spec["kwargs"]).eval().requires_grad_(False)
-    with np.load(REFERENCE / "networks" / "G32_skip_c0_state.npz") as state:
-        load_state_dict_strict(G, {key: state[key] for key in state.files}, "G32_skip_c0")
-    return G
 
 
 def standin_files(folder: Path) -> tuple[Path, Path]:

@@ -9,7 +9,8 @@ import sys
 
 import pytest
 import torch
-from metrics_nvidia_support import REALS_ZIP, reference_generator, standin_files
+from metrics_nvidia_support import REALS_ZIP, standin_files
+from transfer_support import reference_generator
 
 from stylegan_core.cli import main
 from stylegan_core.io.atomic import sha256_file

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from metrics_nvidia_support import nvidia_results, nvidia_stream_images, reference_generator, standin_files
+from metrics_nvidia_support import nvidia_results, nvidia_stream_images, standin_files
+from transfer_support import reference_generator
 
 from stylegan_core.metrics.inception import (
     DetectorNotFoundError,

@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from metrics_nvidia_support import nvidia_results, reference_generator, standin_files
+from metrics_nvidia_support import nvidia_results, standin_files
 from metrics_support import tiny_generator
+from transfer_support import reference_generator
 
 from stylegan_core.metric_names import parse_metric_name
 from stylegan_core.metrics.ppl import filtered_mean, lpips_images, path_lengths, slerp

@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import zipfile
 
 import numpy as np
 import PIL.Image
 import pytest
 from conftest import FIXTURES
-from transfer_support import write_nvidia_pickle
+from transfer_support import reference_generator, write_nvidia_pickle
 
 from stylegan_core.cli import main
 from stylegan_core.export.projected_w import load_projected_w
-from stylegan_core.io.nvidia import load_state_dict_strict
-from stylegan_core.networks import Generator
 
 FIXTURE = FIXTURES / "projected_w"
 
 
 @pytest.fixture(scope="module")
-def network(reference_dir, tmp_path_factory):
-    spec = json.loads((reference_dir / "networks" / "networks.json").read_text())["models"]["G32_skip_c0"]
-    G = Generator(**spec["kwargs"]).eval()
-    with np.load(reference_dir / "networks" / "G32_skip_c0_state.npz") as state:
-        load_state_dict_strict(G, {key: state[key] for key in state.files}, "G32_skip_c0")
+def network(tmp_path_factory):
+    G = reference_generator()
     return write_nvidia_pickle(tmp_path_factory.mktemp("net") / "net.pkl", {"G": G, "D": None, "G_ema": G})
 
 

@@ -5,20 +5,18 @@ tests/fixtures/projector/README.md says how the NVIDIA side was produced (NVIDIA
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import PIL.Image
 import pytest
 import torch
 from conftest import FIXTURES
 from numerics import assert_close_to_scale
+from transfer_support import reference_generator
 from vgg_standin import save_standin_vgg16
 
 from stylegan_core.errors import InputError
 from stylegan_core.export.projector import ProjectorConfig, noise_regularizer, project
 from stylegan_core.export.projector_target import load_target_image
-from stylegan_core.io.nvidia import load_state_dict_strict
 from stylegan_core.metrics.vgg import load_vgg16
 from stylegan_core.networks import Generator
 
@@ -39,12 +37,8 @@ W_RTOL = 1e-5
 
 
 @pytest.fixture(scope="module")
-def reference_G(reference_dir) -> torch.nn.Module:
-    spec = json.loads((reference_dir / "networks" / "networks.json").read_text())["models"]["G32_skip_c0"]
-    G = Generator(**spec["kwargs"]).eval()
-    with np.load(reference_dir / "networks" / "G32_skip_c0_state.npz") as state:
-        load_state_dict_strict(G, {key: state[key] for key in state.files}, "G32_skip_c0")
-    return G
+def reference_G() -> torch.nn.Module:
+    return reference_generator()
 
 
 @pytest.fixture(scope="module")

@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import PIL.Image
 import pytest
 import torch
 from conftest import FIXTURES
-from transfer_support import write_nvidia_pickle
+from transfer_support import reference_generator, write_nvidia_pickle
 from vgg_standin import save_standin_vgg16
 
 from stylegan_core.cli import main
-from stylegan_core.io.nvidia import load_state_dict_strict
 from stylegan_core.metrics.vgg import VGG16_PATH_ENV, VGG16_URL
 from stylegan_core.networks import Generator
 
@@ -24,12 +21,9 @@ TARGET = FIXTURES / "projector" / "target_G32_skip_c0_seed7.png"
 
 
 @pytest.fixture(scope="module")
-def files(reference_dir, tmp_path_factory):
+def files(tmp_path_factory):
     folder = tmp_path_factory.mktemp("project")
-    spec = json.loads((reference_dir / "networks" / "networks.json").read_text())["models"]["G32_skip_c0"]
-    G = Generator(**spec["kwargs"]).eval()
-    with np.load(reference_dir / "networks" / "G32_skip_c0_state.npz") as state:
-        load_state_dict_strict(G, {key: state[key] for key in state.files}, "G32_skip_c0")
+    G = reference_generator()
     network = write_nvidia_pickle(folder / "net.pkl", {"G": G, "D": None, "G_ema": G})
     return {"network": str(network), "vgg": save_standin_vgg16(folder / "vgg16.pt"), "folder": folder}
 

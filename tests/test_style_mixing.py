@@ -2,18 +2,15 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import PIL.Image
 import pytest
 import torch
 from conftest import FIXTURES
-from transfer_support import write_nvidia_pickle
+from transfer_support import reference_generator, write_nvidia_pickle
 
 from stylegan_core.cli import main
 from stylegan_core.export.style_mixing import mixing_canvas, style_mix_images
-from stylegan_core.io.nvidia import load_state_dict_strict
 from stylegan_core.networks import Generator
 
 EXPECTED = FIXTURES / "style_mixing" / "nvidia_grid_G32_skip_c0_psi0.7.png"
@@ -21,12 +18,8 @@ ROWS, COLS = [85, 100], [55, 821]
 
 
 @pytest.fixture(scope="module")
-def reference_G(reference_dir) -> torch.nn.Module:
-    spec = json.loads((reference_dir / "networks" / "networks.json").read_text())["models"]["G32_skip_c0"]
-    G = Generator(**spec["kwargs"]).eval()
-    with np.load(reference_dir / "networks" / "G32_skip_c0_state.npz") as state:
-        load_state_dict_strict(G, {key: state[key] for key in state.files}, "G32_skip_c0")
-    return G
+def reference_G() -> torch.nn.Module:
+    return reference_generator()
 
 
 def test_cli_matches_nvidia_grid_and_files(tmp_path, reference_G):

@@ -2,31 +2,20 @@
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import PIL.Image
 import pytest
 import torch
 from conftest import FIXTURES
-from transfer_support import write_nvidia_pickle
+from transfer_support import reference_generator, write_nvidia_pickle
 
 from stylegan_core.cli import main
 from stylegan_core.export import video_writer
 from stylegan_core.export.interpolation import InterpolationConfig, frame_count, interpolation_frames, keyframe_seeds
 from stylegan_core.export.style_mixing import seed_ws, to_uint8
-from stylegan_core.io.nvidia import load_state_dict_strict
 from stylegan_core.networks import Generator
 
 EXPECTED = FIXTURES / "video" / "gen_video_frames_0_5_14_29.png"
-
-
-def _reference_G(reference_dir) -> torch.nn.Module:
-    spec = json.loads((reference_dir / "networks" / "networks.json").read_text())["models"]["G32_skip_c0"]
-    G = Generator(**spec["kwargs"]).eval()
-    with np.load(reference_dir / "networks" / "G32_skip_c0_state.npz") as state:
-        load_state_dict_strict(G, {key: state[key] for key in state.files}, "G32_skip_c0")
-    return G
 
 
 @pytest.fixture(scope="module")
@@ -36,10 +25,10 @@ def tiny_G() -> torch.nn.Module:
                      synthesis_kwargs=dict(channel_base=64, channel_max=8)).eval()  # fmt: skip
 
 
-def test_frames_match_gen_video(reference_dir):
+def test_frames_match_gen_video():
     config = InterpolationConfig(grid=(4, 2), num_keyframes=3, frames_per_seed=10, shuffle_seed=5)
     assert frame_count(list(range(8)), config) == 30
-    frames = interpolation_frames(_reference_G(reference_dir), list(range(8)), config, indices=(0, 5, 14, 29))
+    frames = interpolation_frames(reference_generator(), list(range(8)), config, indices=(0, 5, 14, 29))
     ours = np.concatenate(list(frames)).astype(np.int16)
     nvidia = np.asarray(PIL.Image.open(EXPECTED), dtype=np.int16)
     assert ours.shape == nvidia.shape == (256, 128, 3)

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from conftest import REFERENCE
 
 _PERSISTENCE_VERSION = 6
 _PLAIN = (bool, int, float, str, type(None))
@@ -178,3 +179,18 @@ def perturbed(module: torch.nn.Module, seed: int, scale: float = 0.2) -> torch.n
             if tensor.is_floating_point():
                 tensor.add_(torch.randn(tensor.shape, generator=generator) * scale)
     return clone
+
+
+def reference_generator() -> torch.nn.Module:
+    """G32_skip_c0 from NVIDIA's reference state: the network NVIDIA's scripts ran as its own pickle in the
+    comparisons (style mixing, video, projected w, projector, PR/IS/PPL)."""
+    import json
+
+    from stylegan_core.io.nvidia import load_state_dict_strict
+    from stylegan_core.networks import Generator
+
+    spec = json.loads((REFERENCE / "networks" / "networks.json").read_text())["models"]["G32_skip_c0"]
+    G = Generator(**spec["kwargs"]).eval().requires_grad_(False)
+    with np.load(REFERENCE / "networks" / "G32_skip_c0_state.npz") as state:
+        load_state_dict_strict(G, {key: state[key] for key in state.files}, "G32_skip_c0")
+    return G
