@@ -9,8 +9,9 @@ much parallelism the machine offered at the time (a busy shared box has little).
 
 Ours runs through `ingest_probe.py` (the same command line plus a timeline), so for the fastest run of ours the
 script also prints where the wall time went: start-up (launch to first result), steady (first to last result), tail
-(last result to exit), and the CPU seconds of the parent and of the pool (server, workers, resource tracker). CPU
-columns count the whole process tree; on a loaded machine they, not the wall times, are the comparable numbers.
+(last result to exit), and the CPU seconds of the parent and of the pool (its workers, and the forkserver and
+resource tracker where used). CPU columns count the whole process tree; on a loaded machine they, not the wall times,
+are the comparable numbers.
 
     python benchmarks/ingest.py                                     # ours only
     python benchmarks/ingest.py --nvidia-tool ../nvidia/dataset_tool.py --repeats 5
@@ -90,12 +91,17 @@ class Run:
     """One timed run of one tool; `events` is the probe's timeline (ours only)."""
 
     wall: float
-    cpu: float  # user + system of the whole process tree (ours: parent, pool server, workers, resource tracker)
+    cpu: float  # user + system of the whole process tree (ours: parent, workers, any pool server and tracker)
     load: float  # 1-minute load average when it started
     launched: float
     ended: float
     events: dict[str, tuple[float, float]] = field(default_factory=dict)
-    pool_cpu: float = 0.0
+    forkserver: bool = False  # the pool's workers came from a forkserver (else forked from ours)
+
+    @property
+    def pool_cpu(self) -> float:
+        """Everything but the parent: workers, and the forkserver and resource tracker where there were any."""
+        return self.cpu - self.parent_cpu
 
     def at(self, event: str) -> float:
         """Seconds from launch to the event."""
@@ -130,7 +136,6 @@ def _timed(command: list[str], cwd: Path, events_path: Path | None = None) -> Ru
             output.seek(0)
             sys.exit(f"failed ({code}): {' '.join(command)}\n{output.read()[-2000:].decode(errors='replace')}")
     probe = json.loads(events_path.read_text()) if events_path is not None else {}
-    parent_only = resource.getrusage(resource.RUSAGE_CHILDREN)
     for pid in probe.get("helper_pids", []):
         try:
             os.waitpid(pid, 0)  # ours once orphaned (see _adopt_orphans)
@@ -141,14 +146,14 @@ def _timed(command: list[str], cwd: Path, events_path: Path | None = None) -> Ru
     run = Run(wall, cpu, load, launched, launched + wall)
     if probe:
         run.events = {name: tuple(value) for name, value in probe["events"].items()}
-        run.pool_cpu = (after.ru_utime - parent_only.ru_utime) + (after.ru_stime - parent_only.ru_stime)
+        run.forkserver = bool(probe.get("helper_pids"))
     return run
 
 
 def _breakdown(label: str, run: Run, workers: int) -> str:
     """Where the wall time of one run of ours went, and how busy the cores were."""
     first, last = run.at("first_result"), run.at("last_result")
-    server = f"pool server launched {run.at('workers_started'):.2f} s, " if workers > 1 else ""
+    server = f"pool server launched {run.at('workers_started'):.2f} s, " if run.forkserver else ""
     busy = run.cpu / (run.wall * workers)
     return (
         f"  {label}: start-up {first:.2f} s ({server}first chunk submitted {run.at('map_called'):.2f} s), "

@@ -46,13 +46,20 @@ def _instrument() -> None:
 
     def timed_map(function: Callable[..., Any], *args: Any, **kwargs: Any) -> Iterator[Any]:
         if function.__name__ != "process_task":  # the header scan
-            yield from ordered_map(function, *args, **kwargs)
-            return
-        _mark("map_called")  # on the first next(): a generator submits its first chunks then
-        for result in ordered_map(function, *args, **kwargs):
-            _mark("first_result")
-            yield result
-        _mark("last_result")
+            return ordered_map(function, *args, **kwargs)
+        _mark("map_called")  # the pool starts in the call (before, on the first result asked for)
+        return _timed(ordered_map(function, *args, **kwargs))
+
+    def _timed(results: Iterator[Any]) -> Iterator[Any]:
+        try:
+            for result in results:
+                _mark("first_result")
+                yield result
+            _mark("last_result")
+        finally:
+            close = getattr(results, "close", None)
+            if close is not None:
+                close()
 
     def timed_write(*args: Any, **kwargs: Any) -> Any:
         written = write_archive(*args, **kwargs)

@@ -4,6 +4,8 @@ through `prepare_dataset` (nothing half-written)."""
 from __future__ import annotations
 
 import os
+import sys
+import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures.process import BrokenProcessPool
@@ -19,6 +21,14 @@ from stylegan_core.data.parallel import ordered_map
 
 # Enough items for a two-process pool (at least 32 per worker) and many chunks.
 _ITEMS = 400
+_LINUX = sys.platform == "linux"
+
+
+@pytest.fixture(params=["fork", "forkserver"] if _LINUX else ["spawn"], autouse=True)
+def start_method(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test runs with workers forked from this process and from the forkserver (the two ways on Linux)."""
+    monkeypatch.setattr(parallel, "start_method", lambda: request.param)
+    return str(request.param)
 
 
 def _square_slowly(delays: tuple[float, ...], item: int) -> int:
@@ -120,3 +130,73 @@ def test_a_pool_that_breaks_mid_way_leaves_no_half_written_zip(tmp_path: Path, m
     with pytest.raises(BrokenProcessPool):
         prepare_dataset(_pool_sized_folder(tmp_path / "src"), tmp_path / "out" / "d.zip", 16, workers=2)
     assert leftovers(tmp_path / "out") == []
+
+
+def test_the_pool_starts_when_ordered_map_is_called_not_on_the_first_result(tmp_path: Path) -> None:
+    results = ordered_map(_mark_done, str(tmp_path), range(_ITEMS), workers=2)
+    deadline = time.monotonic() + 10.0
+    while not any(tmp_path.iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert any(tmp_path.iterdir())  # items ran before anything was asked for
+    assert list(results) == list(range(_ITEMS))
+
+
+@pytest.mark.skipif(not _LINUX, reason="pipe sizes are a Linux setting")
+def test_the_result_pipe_holds_a_whole_chunk_of_images(start_method: str) -> None:
+    import fcntl
+
+    with open("/proc/sys/fs/pipe-max-size") as limit:
+        if int(limit.read()) < parallel._RESULT_PIPE_BYTES:
+            pytest.skip("this system caps pipes below 1 MiB")
+    queue = parallel._context(start_method, "stylegan_core.data.tasks").SimpleQueue()
+    # A chunk of 8 PNGs at 128 px RGB (~400 KB) goes out in one write, which waits while the pipe is full.
+    assert fcntl.fcntl(queue._reader.fileno(), fcntl.F_GETPIPE_SZ) == parallel._RESULT_PIPE_BYTES >= 8 * 49_353
+
+
+@pytest.mark.skipif(not _LINUX, reason="fork is the start method on Linux only")
+def test_workers_are_forked_from_a_single_threaded_process_and_never_beside_a_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.undo()  # the real choice, not the fixture's
+    release = threading.Event()
+    other = threading.Thread(target=release.wait, name="holds-a-lock-maybe")
+    other.start()
+    try:
+        assert parallel.start_method() == "forkserver"
+    finally:
+        release.set()
+        other.join()
+    if threading.active_count() > 1:
+        pytest.skip(f"another test left threads running: {[t.name for t in threading.enumerate()]}")
+    assert parallel.start_method() == "fork"
+
+
+def test_the_progress_bar_starts_no_thread() -> None:
+    before = threading.active_count()
+    bar = parallel._progress_bar(10, "test")
+    try:
+        assert threading.active_count() == before  # tqdm's monitor thread would make the next pool's fork unsafe
+    finally:
+        bar.close()
+
+
+def test_ingestion_creates_its_pool_before_its_background_import_starts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The import's thread, alive at the fork, would turn forked workers into forkserver ones (~0.1 CPU-s slower).
+    events: list[str] = []
+    real_context, real_import = parallel._context, ingest._import_in_background
+
+    def recording_context(method: str, module: str) -> object:
+        events.append("pool")
+        return real_context(method, module)
+
+    def recording_import(*modules: str) -> object:
+        events.append("import")
+        return real_import(*modules)
+
+    monkeypatch.setattr(parallel, "_context", recording_context)
+    monkeypatch.setattr(ingest, "_import_in_background", recording_import)
+    result = prepare_dataset(_pool_sized_folder(tmp_path / "src"), tmp_path / "d.zip", 16, workers=2)
+    assert result.count == 80
+    assert events.count("import") == 1 and events[-1] == "import" and "pool" in events  # the pool first

@@ -6,7 +6,7 @@ import argparse
 from collections.abc import Callable
 from pathlib import Path
 
-from stylegan_core.options import integer
+from stylegan_core.parsers import integer
 
 
 def whole_number(low: int, high: int) -> Callable[[str], int]:

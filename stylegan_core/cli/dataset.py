@@ -7,6 +7,7 @@ the file and the problem; a misused option exits with status 2.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -88,6 +89,9 @@ def _add_shapes(commands: argparse._SubParsersAction) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
+    # This process does no linear algebra, but numpy (imported for the manifest) starts OpenBLAS's threads, which
+    # spin for ~0.1 CPU-s: time taken from the ingestion workers on a small machine. Before numpy's import.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from stylegan_core.data.ingest import prepare_dataset, prepare_from_spec
 
     given = {name: getattr(args, name) for name in _OPTION_FLAGS if getattr(args, name) is not None}

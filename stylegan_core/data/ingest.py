@@ -107,12 +107,13 @@ def prepare_dataset(
     items, channels, header_skips = _choose_channels(reader, list(listing.items), options, progress)
     context = ProcessContext(reader, resolution, channels, options)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    # Not earlier: the import would hold the GIL against the listing above, which decides when the first image goes out.
-    manifest_writer_loaded = _import_in_background("pyarrow.parquet")
     # The zip is renamed last, so a zip next to a stale manifest cannot appear.
     with atomic_outputs(manifest_path, dest) as (manifest_temp, zip_temp):
         outcomes = ordered_map(process_task, context, items, workers, progress, f"ingest {listing.root.name}")
         with contextlib.closing(outcomes):
+            # Only now: earlier, the import would hold the GIL against the listing, which decides when the first
+            # image goes out, and its thread would keep the pool from forking its workers from this process.
+            manifest_writer_loaded = _import_in_background("pyarrow.parquet")
             records, process_skips, json_bytes = _write_archive(zip_temp, items, outcomes, listing, options)
         skipped = (*skipped, *header_skips, *process_skips)
         content_hash = _content_hash(records, json_bytes)

@@ -1,25 +1,36 @@
 """Ordered parallel map over a process pool with a progress bar (decoding and PNG encoding hold the GIL).
 
 Wall time on few cores is the image work divided by the cores plus whatever is not parallel: the pool's start-up,
-the parent's own CPU (which competes with the workers for the same cores), and the tail. Hence: the forkserver can be
-started before the caller lists its input (`start_workers`), the parent imports little, results come back in chunks,
-and only a few chunks are in flight, so a slow consumer never buffers the whole dataset's results.
+the parent's own CPU (which competes with the workers for the same cores), and the tail. Hence: workers are forked
+from the parent itself when that is safe (no other thread), else from a forkserver started before the caller lists
+its input (`start_workers`); the pool starts when `ordered_map` is called, not on the first result asked for; the
+parent imports little; results come back in chunks, and only a few chunks are in flight, so a slow consumer never
+buffers the whole dataset's results.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import sys
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None  # type: ignore[assignment]
 
 Item = TypeVar("Item")
 Result = TypeVar("Result")
 
-# Below this many items per worker a pool costs more to start (about a second) than it saves.
+# Below this many items per worker a pool costs more to start than it saves.
 _MIN_ITEMS_PER_WORKER = 32
 # Items per task: large enough that a task's IPC (one message each way) is noise against its image work, small
 # enough that the last task (one worker finishing while the others idle) is short.
@@ -27,7 +38,8 @@ _MAX_CHUNK = 8
 # Tasks submitted per worker ahead of the consumer: keeps every worker busy while the parent writes, and bounds
 # what a slow consumer holds in memory to workers * _AHEAD * chunk results.
 _AHEAD = 3
-_START_METHOD = "forkserver" if "forkserver" in multiprocessing.get_all_start_methods() else "spawn"
+# Linux's default unprivileged maximum (/proc/sys/fs/pipe-max-size); see _LargeResultPipe.
+_RESULT_PIPE_BYTES = 1 << 20
 _worker_function: Callable[[Any, Any], Any] | None = None
 _worker_context: Any = None
 
@@ -40,16 +52,31 @@ def default_workers() -> int:
         return os.cpu_count() or 1
 
 
+def start_method() -> str:
+    """How pool workers start: fork a single-threaded Linux parent, else the forkserver (spawn where there is none).
+
+    Forking the parent costs nothing to start (no new interpreter, no imports, no resource tracker: ~0.1 CPU-s a
+    pool) and is what multiprocessing did by default on Linux until Python 3.14. It is unsafe only when another
+    thread may hold a lock the child inherits mid-use (torch, tqdm's monitor, Dagster's threads), so a parent with
+    any other Python thread gets workers forked from the forkserver's clean single-threaded process instead.
+    """
+    methods = multiprocessing.get_all_start_methods()
+    if sys.platform == "linux" and "fork" in methods and threading.active_count() == 1:
+        return "fork"
+    return "forkserver" if "forkserver" in methods else "spawn"
+
+
 def start_workers(module: str, workers: int | None = None) -> None:
-    """Start the forkserver now, importing `module` (the task functions' module) once in it.
+    """Start the forkserver now, importing `module` (the task functions' module) once in it, if pools will need it.
 
     Returns at once: the server starts and imports in its own process while the caller lists its input; the pool
     `ordered_map` creates later forks its workers from it in milliseconds. Does nothing when one worker is asked
-    for, without a forkserver (spawn), or when the server already runs (its preloads were fixed when it started).
+    for, when workers will be forked from this process, or when the server already runs (its preloads were fixed
+    when it started).
     """
     workers = default_workers() if workers is None else workers
-    if workers > 1 and _START_METHOD == "forkserver":
-        _context(module)
+    if workers > 1 and start_method() == "forkserver":
+        _context("forkserver", module)
         multiprocessing.forkserver.ensure_running()
 
 
@@ -60,44 +87,70 @@ def ordered_map(
     workers: int | None = None,
     progress: bool = False,
     description: str = "",
-) -> Iterator[Result]:
-    """Yield function(context, item) for every item in order; `context` is sent once to each worker process.
+) -> OrderedResults[Result]:
+    """function(context, item) for every item, in order; `context` is sent once to each worker process.
 
-    `function` must be a module-level function. An exception in a task is raised here in place of its chunk's
-    results (a worker that dies: BrokenProcessPool), after every earlier result. Closing the iterator early (an
-    error in the caller) cancels the remaining work.
+    The pool starts (and its first chunks are submitted) here, before this returns: a caller that starts a thread
+    afterwards (a background import) still gets forked workers. `function` must be a module-level function. An
+    exception in a task is raised in place of its chunk's results (a worker that dies: BrokenProcessPool), after
+    every earlier result. Closing the results early (an error in the caller) cancels the remaining work.
     """
     workers = default_workers() if workers is None else workers
     workers = max(1, min(workers, len(items) // _MIN_ITEMS_PER_WORKER))
+    if workers == 1:
+        chunks: Iterator[list[Result]] = ([function(context, item)] for item in items)
+    else:
+        chunks = _pooled_chunks(function, context, items, workers)
+        next(chunks)  # runs up to its first yield: the pool is started and its first chunks are submitted
+    # Created after the pool, and without tqdm's monitor thread, so the parent is still single-threaded at the fork.
     bar = _progress_bar(len(items), description) if progress else None
-    try:
-        if workers == 1:
-            for item in items:
-                yield function(context, item)
-                if bar is not None:
-                    bar.update()
-            return
-        for results in _pooled_chunks(function, context, items, workers):
-            yield from results
-            if bar is not None:
-                bar.update(len(results))
-    finally:
-        if bar is not None:
-            bar.close()
+    return OrderedResults(chunks, bar)
+
+
+class OrderedResults(Generic[Result]):
+    """The results of `ordered_map`, one by one; `close()` stops the pool (cancelling what has not run)."""
+
+    def __init__(self, chunks: Iterator[list[Result]], bar: Any) -> None:
+        self._chunks = chunks
+        self._bar = bar
+        self._current: Iterator[Result] = iter(())
+
+    def __iter__(self) -> OrderedResults[Result]:
+        return self
+
+    def __next__(self) -> Result:
+        for result in self._current:
+            return result
+        try:
+            results = next(self._chunks)
+        except BaseException:
+            self.close()
+            raise
+        if self._bar is not None:
+            self._bar.update(len(results))
+        self._current = iter(results)
+        return next(self)
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
 
 def _pooled_chunks(
     function: Callable[[Any, Item], Result], context: Any, items: Sequence[Item], workers: int
 ) -> Iterator[list[Result]]:
-    """The results of consecutive chunks of `items`, in order, computed by a pool of `workers` processes."""
-    # Not plain fork: the parent may hold threads (torch, tqdm, Dagster) that a fork would copy mid-lock. The
-    # forkserver forks workers from a clean single-threaded server (spawn where there is none). The executor,
-    # unlike multiprocessing.Pool, raises BrokenProcessPool instead of respawning dying workers forever.
+    """An empty list once the pool has started, then the results of consecutive chunks of `items`, in order,
+    computed by a pool of `workers` processes."""
+    # The executor, unlike multiprocessing.Pool, raises BrokenProcessPool instead of respawning dying workers forever.
     chunk = max(1, min(_MAX_CHUNK, len(items) // (workers * 8)))
     starts = iter(range(0, len(items), chunk))
     executor = ProcessPoolExecutor(
         workers,
-        mp_context=_context(function.__module__),
+        mp_context=_context(start_method(), function.__module__),
         initializer=_initialise,
         initargs=(function, context),
     )
@@ -110,7 +163,8 @@ def _pooled_chunks(
 
     try:
         for _ in range(workers * _AHEAD):
-            submit_next()
+            submit_next()  # the first submit forks the workers (with fork, all of them, before any thread starts)
+        yield []
         while pending:
             results = pending.popleft().result()
             submit_next()  # before handing the results over: the workers never wait for the consumer
@@ -123,12 +177,39 @@ def _progress_bar(total: int, description: str) -> Any:
     # Imported only when shown: tqdm costs the parent ~20-50 ms of CPU that two busy workers would feel.
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=description, unit="img", leave=False)
+    class Bar(tqdm):  # type: ignore[misc,type-arg]
+        monitor_interval = 0  # no monitor thread: it only matters for bars updated less often than every 10 s
+
+    return Bar(total=total, desc=description, unit="img", leave=False)
 
 
-def _context(module: str) -> multiprocessing.context.BaseContext:
-    context = multiprocessing.get_context(_START_METHOD)
-    if _START_METHOD == "forkserver":
+class _LargeResultPipe:
+    """A multiprocessing context whose SimpleQueue (the executor's result queue) has a 1 MiB pipe where Linux allows.
+
+    A worker sends a chunk's results (8 PNGs at 128 px: ~400 KB) in one write that blocks until the parent has read
+    all but the pipe's capacity (64 KiB by default): the worker idled and switched contexts ~6 times a chunk while
+    the parent was busy. Measured on 2 cores, 2000 images at 128 px: map wall 4.51 -> 4.26 s, CPU 9.00 -> 8.56 s
+    (`benchmarks/RESULTS.md`). Performance only: where the pipe cannot grow, it stays as it was.
+    """
+
+    def SimpleQueue(self) -> Any:  # noqa: N802 - multiprocessing's name
+        queue = super().SimpleQueue()  # type: ignore[misc]
+        reader = getattr(queue, "_reader", None)  # a private attribute since Python 3.0; checked, not relied on
+        if reader is not None and hasattr(fcntl, "F_SETPIPE_SZ"):
+            with contextlib.suppress(OSError):  # above /proc/sys/fs/pipe-max-size: EPERM
+                fcntl.fcntl(reader.fileno(), fcntl.F_SETPIPE_SZ, _RESULT_PIPE_BYTES)
+        return queue
+
+
+@functools.cache
+def _context_type(method: str) -> type[multiprocessing.context.BaseContext]:
+    base = type(multiprocessing.get_context(method))
+    return type(base.__name__, (_LargeResultPipe, base), {})
+
+
+def _context(method: str, module: str) -> multiprocessing.context.BaseContext:
+    context = _context_type(method)()
+    if method == "forkserver":
         # The server imports the task's module (Pillow, ...) and this one (the executor's worker loop) once and
         # forks every worker from it, instead of each worker importing them again. Only takes effect when this
         # process starts its server (the first pool).

@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from stylegan_core.data.options import DatasetError, is_power_of_two
-from stylegan_core.options import show
+from stylegan_core.parsers import show
 
 _CRON_MACROS = ("@hourly", "@daily", "@weekly", "@monthly", "@yearly", "@annually", "@midnight")
 _MISSING: Any = object()
