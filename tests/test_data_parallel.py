@@ -4,6 +4,7 @@ through `prepare_dataset` (nothing half-written)."""
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -153,22 +154,25 @@ def test_the_result_pipe_holds_a_whole_chunk_of_images(start_method: str) -> Non
     assert fcntl.fcntl(queue._reader.fileno(), fcntl.F_GETPIPE_SZ) == parallel._RESULT_PIPE_BYTES >= 8 * 49_353
 
 
+_CHOICE = """
+import threading
+from stylegan_core.data import parallel
+if {thread}:
+    threading.Thread(target=threading.Event().wait, daemon=True).start()
+print(parallel.start_method())
+"""
+
+
 @pytest.mark.skipif(not _LINUX, reason="fork is the start method on Linux only")
+@pytest.mark.parametrize(("thread", "expected"), [(False, "fork"), (True, "forkserver")])
 def test_workers_are_forked_from_a_single_threaded_process_and_never_beside_a_thread(
-    monkeypatch: pytest.MonkeyPatch,
+    thread: bool, expected: str
 ) -> None:
-    monkeypatch.undo()  # the real choice, not the fixture's
-    release = threading.Event()
-    other = threading.Thread(target=release.wait, name="holds-a-lock-maybe")
-    other.start()
-    try:
-        assert parallel.start_method() == "forkserver"
-    finally:
-        release.set()
-        other.join()
-    if threading.active_count() > 1:
-        pytest.skip(f"another test left threads running: {[t.name for t in threading.enumerate()]}")
-    assert parallel.start_method() == "fork"
+    # A fresh interpreter: this one runs whatever threads earlier tests and imports (numpy's BLAS pool) started.
+    code = _CHOICE.format(thread=thread)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    chosen = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert chosen.stdout.strip() == expected
 
 
 def test_the_progress_bar_starts_no_thread() -> None:

@@ -57,13 +57,27 @@ def start_method() -> str:
 
     Forking the parent costs nothing to start (no new interpreter, no imports, no resource tracker: ~0.1 CPU-s a
     pool) and is what multiprocessing did by default on Linux until Python 3.14. It is unsafe only when another
-    thread may hold a lock the child inherits mid-use (torch, tqdm's monitor, Dagster's threads), so a parent with
-    any other Python thread gets workers forked from the forkserver's clean single-threaded process instead.
+    thread may hold a lock the child inherits mid-use (a BLAS or OpenMP pool, tqdm's monitor, Dagster's threads), so
+    a parent with any other thread gets workers forked from the forkserver's clean single-threaded process instead.
     """
     methods = multiprocessing.get_all_start_methods()
-    if sys.platform == "linux" and "fork" in methods and threading.active_count() == 1:
+    if sys.platform == "linux" and "fork" in methods and _only_thread():
         return "fork"
     return "forkserver" if "forkserver" in methods else "spawn"
+
+
+def _only_thread() -> bool:
+    """Whether this process runs a single thread, native ones included (OpenBLAS's, torch's OpenMP pool): the
+    kernel's count, which Python 3.12+ also checks before it warns about a fork; Python's own count where the
+    kernel's cannot be read."""
+    try:
+        with open("/proc/self/status", "rb") as status:
+            for line in status:
+                if line.startswith(b"Threads:"):
+                    return int(line.split()[1]) == 1
+    except (OSError, ValueError, IndexError):
+        pass
+    return threading.active_count() == 1
 
 
 def start_workers(module: str, workers: int | None = None) -> None:
