@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 from pathlib import Path
 
+import PIL.Image
 import pytest
-from data_support import extract_reference_sources
+from data_support import extract_reference_sources, gradient
 
 from stylegan_core.cli import main
 from stylegan_core.data.dataset import ImageDataset
@@ -100,3 +106,25 @@ def test_shapes_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> N
     with pytest.raises(SystemExit) as exit_info:  # a bad flag value is a usage error, found at parse
         _run(["shapes", "--dest", str(tmp_path / "t"), "--count", "0"], capsys)
     assert exit_info.value.code == 2 and "--count: must be in [1, 1000000]" in capsys.readouterr().err
+
+
+def test_sigterm_stops_prepare_as_ctrl_c_does_leaving_nothing(tmp_path: Path) -> None:
+    # Before: a SIGTERM (a scheduler stopping the job) killed the command mid-write: a 98 MB temporary zip stayed
+    # in the destination folder, and its pool's workers waited for tasks forever.
+    source = tmp_path / "src"
+    source.mkdir()
+    for index in range(600):  # ~1-2 s of work on two cores: time to catch it mid-write
+        image = PIL.Image.fromarray(gradient(256, 256, seed=index))
+        image.save(source / f"{index:04d}.jpg", quality=90)
+    out = tmp_path / "out"
+    command = [sys.executable, "-m", "stylegan_core.cli", "dataset", "prepare", "--source", str(source)]
+    command += ["--dest", str(out / "d.zip"), "--resolution", "64", "--workers", "2", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parent.parent)}
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 60
+    while not list(out.glob(".d.zip.*.tmp")) and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.005)
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and stderr.strip().endswith("interrupted"), stderr
+    assert list(out.iterdir()) == []

@@ -204,3 +204,48 @@ def test_ingestion_creates_its_pool_before_its_background_import_starts(
     result = prepare_dataset(_pool_sized_folder(tmp_path / "src"), tmp_path / "d.zip", 16, workers=2)
     assert result.count == 80
     assert events.count("import") == 1 and events[-1] == "import" and "pool" in events  # the pool first
+
+
+_ORPHAN = """
+import sys, time
+from stylegan_core.data import parallel
+parallel.start_method = lambda: {method!r}
+import test_data_parallel as tests
+seen = set()
+for pid in parallel.ordered_map(tests._pid_after_sleeping, 0.05, range(1000), workers=2):
+    seen.add(pid)
+    if len(seen) == 2:
+        print(*seen, flush=True)
+        time.sleep(60)  # killed here, its pool alive
+"""
+
+
+def _pid_after_sleeping(delay: float, item: int) -> int:
+    time.sleep(delay)
+    return os.getpid()
+
+
+def _running(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not _LINUX, reason="reads /proc")
+def test_workers_exit_when_their_parent_is_killed(start_method: str) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent.parent), str(Path(__file__).parent)])}
+    code = _ORPHAN.format(method=start_method)
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=env)
+    try:
+        assert parent.stdout is not None
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert len(workers) == 2 and all(_running(pid) for pid in workers)
+    finally:
+        parent.kill()  # SIGKILL: no cleanup runs in the parent
+        parent.wait()
+    deadline = time.monotonic() + 10.0
+    while any(_running(pid) for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(_running(pid) for pid in workers)  # before: they waited for tasks forever

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -92,6 +93,8 @@ def run_prepare(args: argparse.Namespace) -> int:
     # This process does no linear algebra, but numpy (imported for the manifest) starts OpenBLAS's threads, which
     # spin for ~0.1 CPU-s: time taken from the ingestion workers on a small machine. Before numpy's import.
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    # A SIGTERM (a scheduler stopping the job) cleans up as Ctrl-C does: temporary zip removed, workers stopped.
+    signal.signal(signal.SIGTERM, _interrupt)
     from stylegan_core.data.ingest import prepare_dataset, prepare_from_spec
 
     given = {name: getattr(args, name) for name in _OPTION_FLAGS if getattr(args, name) is not None}
@@ -124,6 +127,10 @@ def run_prepare(args: argparse.Namespace) -> int:
     for entry in result.skipped:
         print(f"skipped {entry.path}: {entry.reason}")
     return 0
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 def run_validate(args: argparse.Namespace) -> int:

@@ -15,6 +15,7 @@ import functools
 import multiprocessing
 import multiprocessing.forkserver
 import os
+import signal
 import sys
 import threading
 from collections import deque
@@ -162,11 +163,14 @@ def _pooled_chunks(
     # The executor, unlike multiprocessing.Pool, raises BrokenProcessPool instead of respawning dying workers forever.
     chunk = max(1, min(_MAX_CHUNK, len(items) // (workers * 8)))
     starts = iter(range(0, len(items), chunk))
+    mp_context = _context(start_method(), function.__module__)
+    # Held open by this process only: when it dies (even by SIGKILL) the workers read EOF and exit (_watch_parent).
+    alive_reader, alive_writer = mp_context.Pipe(duplex=False)
     executor = ProcessPoolExecutor(
         workers,
-        mp_context=_context(start_method(), function.__module__),
+        mp_context=mp_context,
         initializer=_initialise,
-        initargs=(function, context),
+        initargs=(function, context, alive_reader, alive_writer),
     )
     pending: deque[Future[list[Result]]] = deque()
 
@@ -185,6 +189,8 @@ def _pooled_chunks(
             yield results
     finally:
         executor.shutdown(wait=True, cancel_futures=True)
+        alive_writer.close()
+        alive_reader.close()
 
 
 def _progress_bar(total: int, description: str) -> Any:
@@ -231,9 +237,23 @@ def _context(method: str, module: str) -> multiprocessing.context.BaseContext:
     return context
 
 
-def _initialise(function: Callable[[Any, Any], Any], context: Any) -> None:
+def _initialise(function: Callable[[Any, Any], Any], context: Any, alive_reader: Any, alive_writer: Any) -> None:
     global _worker_function, _worker_context
     _worker_function, _worker_context = function, context
+    alive_writer.close()  # this worker's copy (inherited by a fork, or passed): only the parent's may keep it open
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker inherits its parent's handler: the executor's
+    # terminate() of a broken pool must end it, not raise in it
+    threading.Thread(target=_watch_parent, args=(alive_reader,), name="watch-parent", daemon=True).start()
+
+
+def _watch_parent(alive_reader: Any) -> None:
+    """Exit when the parent is gone. A worker otherwise outlives a parent killed without cleanup (SIGKILL, or a
+    SIGTERM it does not handle) forever: it waits for tasks on a queue whose write end it holds itself."""
+    try:
+        alive_reader.recv_bytes()  # nothing is ever sent: returns only by EOF, when the parent's end is closed
+    except (EOFError, OSError):
+        pass
+    os._exit(1)
 
 
 def _call_chunk(items: Sequence[Any]) -> list[Any]:
