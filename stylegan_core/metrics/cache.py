@@ -13,6 +13,7 @@ import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from stylegan_core.metrics.sampling import Detector, Shard, dataset_features
 CACHE_DIR_ENV = "STYLEGAN_CACHE_DIR"
 DEFAULT_BATCH_SIZE = 32
 _CACHE_VERSION = "real-stats-v1"
+_Cached = TypeVar("_Cached")
 
 
 def default_cache_dir() -> Path:
@@ -77,7 +79,7 @@ def real_statistics(
         content_hash = dataset.content_hash
         path = cache_file(cache_dir, content_hash, detector.sha256, num_items)
         found = _try_load(path, content_hash, detector.sha256, need_features) if shard.rank == 0 else None
-        cached = _broadcast_from_rank0(found, shard)
+        cached = broadcast_from_rank0(found, shard)
         if cached is not None:
             return cached
         features = dataset_features(
@@ -135,7 +137,8 @@ def _try_load(path: Path, content_hash: str, detector_sha256: str, need_features
     return stats
 
 
-def _broadcast_from_rank0(value: RealStatistics | None, shard: Shard) -> RealStatistics | None:
+def broadcast_from_rank0(value: _Cached | None, shard: Shard) -> _Cached | None:
+    """Rank 0's cache lookup, on every rank (each rank would otherwise decide on its own whether to compute)."""
     if shard.world_size == 1:
         return value
     holder = [value]

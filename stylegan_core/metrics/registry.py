@@ -28,6 +28,7 @@ from stylegan_core.metrics.cache import (
     default_cache_dir,
     real_statistics,
 )
+from stylegan_core.metrics.feature_cache import RealFeatures, features_cache_file, real_features
 from stylegan_core.metrics.fid import frechet_distance_from_features
 from stylegan_core.metrics.inception import (
     IS_NEEDS_NVIDIA,
@@ -88,8 +89,10 @@ class _Evaluation:
     shard: Shard
     progress: bool | LineProgress
     with_features: set[tuple[str, int]] = field(default_factory=set)
-    """(detector, count) whose real features some metric needs (KID, PR): computed once, with the features."""
+    """(detector, count) whose real features KID needs: computed once, with the statistics and the features."""
     reals: dict[tuple[str, int], RealStatistics] = field(default_factory=dict)
+    pr_reals: dict[tuple[str, int], RealFeatures] = field(default_factory=dict)
+    """PR's real features: a cache entry of their own, without the D x D covariance only FID reads."""
     fakes: dict[tuple[str, int], np.ndarray] = field(default_factory=dict)
 
     def real(self, detector: Detector, count: int) -> RealStatistics:
@@ -100,6 +103,15 @@ class _Evaluation:
                 batch_size=self.batch_size, shard=self.shard, progress=self.progress,
             )  # fmt: skip
         return self.reals[key]
+
+    def real_only_features(self, detector: Detector, count: int) -> RealFeatures:
+        key = (_detector_id(detector), count)
+        if key not in self.pr_reals:
+            self.pr_reals[key] = real_features(
+                self.dataset_path, detector, self.cache_dir, max_items=count, batch_size=self.batch_size,
+                shard=self.shard, progress=self.progress,
+            )  # fmt: skip
+        return self.pr_reals[key]
 
     def fake(self, detector: Detector, num_gen: int) -> np.ndarray:
         key = (_detector_id(detector), num_gen)
@@ -126,7 +138,7 @@ def _kid(run: _Evaluation, spec: MetricSpec, detector: Detector, count: int) -> 
 
 
 def _pr(run: _Evaluation, spec: MetricSpec, detector: Detector, count: int) -> dict[str, float]:
-    real = run.real(detector, count)
+    real = run.real_only_features(detector, count)
     device = getattr(detector, "device", "cpu")
     precision, recall = precision_recall(real.features, run.fake(detector, spec.num_gen), spec.nhood_size,
                                          device=device)  # fmt: skip
@@ -193,7 +205,7 @@ def compute_metrics(
     try:
         run = _Evaluation(G, dataset, dataset_path, cache_dir, batch_size, seed, shard, progress)
         for spec in specs:
-            if spec.kind in ("kid", "pr"):
+            if spec.kind == "kid":
                 run.with_features.add((_detector_id(detectors[spec.detector]), _real_count(spec, len(dataset))))
         results: dict[str, MetricResults] = {}
         snapshot_sha256 = _snapshot_sha256(run_dir, snapshot_path)
@@ -208,8 +220,9 @@ def compute_metrics(
                 results[spec.name] = MetricResults(recorded, 0.0, world_size, reused=True)
                 _say(progress, shard, f"{spec.name}: reusing the value recorded for this snapshot and real statistics")
                 continue
-            cached = count == 0 or (_detector_id(spec_detector), count) in run.reals
-            cached = cached or _cached(cache_dir, dataset, spec_detector, count)
+            in_memory = run.pr_reals if spec.kind == "pr" else run.reals
+            cached = count == 0 or (_detector_id(spec_detector), count) in in_memory
+            cached = cached or _cached(cache_dir, dataset, spec_detector, count, spec.kind)
             _announce(progress, spec, count, cached, shard, torch.device(device).type)
             values = METRIC_FUNCTIONS[spec.kind](run, spec, spec_detector, count)
             results[spec.name] = MetricResults(values, time.time() - start, world_size)
@@ -248,10 +261,16 @@ def load_metric_detectors(
     return loaded
 
 
-def _cached(cache_dir, dataset: ImageDataset, detector: Detector, count: int) -> bool:
+def _cached(cache_dir, dataset: ImageDataset, detector: Detector, count: int, kind: MetricKind) -> bool:
+    """Whether the real pass will be read from disk (for the announcement; PR also reuses an older stats entry)."""
     sha256 = getattr(detector, "sha256", None)
+    if sha256 is None:
+        return False
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    return sha256 is not None and cache_file(folder, dataset.content_hash, sha256, count).is_file()
+    stats = cache_file(folder, dataset.content_hash, sha256, count)
+    if kind == "pr":
+        return features_cache_file(folder, dataset.content_hash, sha256, count).is_file() or stats.is_file()
+    return stats.is_file()
 
 
 def _snapshot_sha256(run_dir, snapshot_path) -> str | None:

@@ -1,0 +1,228 @@
+"""Real-image features alone (no mean, no covariance), cached on disk for precision/recall.
+
+PR reads the real images' VGG16 features and nothing else, and holds them in float16. The statistics cache
+(`cache.py`, FID and KID) also accumulates a float64 D x D covariance: for VGG16's 4096-d features that is
+2·N·D² ≈ 7 TFLOP on the CPU at N = 200,000 and 134 MB more on disk, all unused by PR. So PR keeps its own entry,
+``real-features-<key>.npz``: float16 features [N, D] (PR rounds them to float16 itself, so the cached values are
+exactly what it computes with; ~N·D·2 bytes, half of NVIDIA's float32 pickle) and the key fields. NVIDIA's PR
+likewise caches only the raw features (`capture_all`, no mean/cov).
+
+The key is the statistics key (dataset content hash, detector sha256, image count) under its own version tag, so the
+two kinds never share a file. A statistics entry written by earlier versions for PR (with features) is still used:
+only its features member is read, once, and saved as a features entry. Cache files are read as untrusted: each
+member's header (dtype, shape) is checked against what this key implies before its bytes are read; a file that
+fails is reported in one line naming it and recomputed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import sys
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+from stylegan_core.data.dataset import ImageDataset
+from stylegan_core.io.atomic import atomic_file
+from stylegan_core.metrics.cache import DEFAULT_BATCH_SIZE, broadcast_from_rank0, cache_file, default_cache_dir
+from stylegan_core.metrics.progress import LineProgress
+from stylegan_core.metrics.sampling import Detector, Shard, dataset_features
+
+_CACHE_VERSION = "real-features-v1"
+FEATURE_DTYPE = np.dtype(np.float16)
+MAX_FEATURE_DIM = 1 << 16
+"""Largest feature size a cache file may declare (VGG16: 4096, Inception: 2048)."""
+_MAX_KEY_CHARS = 256
+_FINITE_CHUNK_ROWS = 4096
+
+
+@dataclass(frozen=True)
+class RealFeatures:
+    features: np.ndarray
+    """float16 [num_items, D] detector features of dataset items 0 .. num_items - 1."""
+    num_items: int
+    content_hash: str
+    detector_sha256: str
+
+
+class _Key(NamedTuple):
+    content_hash: str
+    detector_sha256: str
+    num_items: int
+
+
+def _entry(features: np.ndarray, key: _Key) -> RealFeatures:
+    return RealFeatures(features, key.num_items, key.content_hash, key.detector_sha256)
+
+
+def features_cache_file(cache_dir: Path, content_hash: str, detector_sha256: str, num_items: int) -> Path:
+    key = json.dumps([_CACHE_VERSION, content_hash, detector_sha256, int(num_items)])
+    return Path(cache_dir) / f"real-features-{hashlib.sha256(key.encode()).hexdigest()[:32]}.npz"
+
+
+def real_features(
+    dataset_path: str | os.PathLike[str],
+    detector: Detector,
+    cache_dir: str | os.PathLike[str] | None = None,
+    *,
+    max_items: int | None = None,
+    batch_size: int = DEFAULT_BATCH_SIZE,
+    shard: Shard | None = None,
+    progress: bool | LineProgress = True,
+) -> RealFeatures:
+    """Features of the first min(len, max_items) images (xflip=False), from the cache or computed and cached.
+
+    `detector` needs a ``sha256`` attribute. With several ranks every rank must call this; rank 0 decides whether
+    the cache hits and is the only one that writes it.
+    """
+    shard = shard or Shard()
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    dataset = ImageDataset(dataset_path, xflip=False)
+    try:
+        num_items = len(dataset) if max_items is None else min(len(dataset), max_items)
+        key = _Key(dataset.content_hash, detector.sha256, num_items)
+        found = _find_cached(cache_dir, key, _feature_dim(detector), progress) if shard.rank == 0 else None
+        cached = broadcast_from_rank0(found, shard)
+        if cached is not None:
+            return cached
+        features = dataset_features(
+            dataset, detector, num_items=num_items, batch_size=batch_size, shard=shard, progress=progress
+        )
+    finally:
+        dataset.close()
+    entry = _entry(features.astype(FEATURE_DTYPE), key)
+    if shard.rank == 0:
+        save_features(features_cache_file(cache_dir, *key), entry)
+    return entry
+
+
+def save_features(path: Path, entry: RealFeatures) -> None:
+    """Atomic .npz write (temporary sibling renamed over `path`), uncompressed so that reads are plain copies."""
+    with atomic_file(path) as file:
+        np.savez(
+            file,
+            features=np.ascontiguousarray(entry.features, dtype=FEATURE_DTYPE),
+            num_items=np.int64(entry.num_items),
+            content_hash=np.str_(entry.content_hash),
+            detector_sha256=np.str_(entry.detector_sha256),
+        )
+
+
+def load_features(
+    path: Path, content_hash: str, detector_sha256: str, num_items: int, feature_dim: int | None = None
+) -> RealFeatures:
+    """The entry at `path` if it holds this key; ValueError naming the file otherwise (damaged, another key)."""
+    key = _Key(content_hash, detector_sha256, num_items)
+    return _entry(_load_features(path, key, feature_dim, FEATURE_DTYPE), key)
+
+
+def _find_cached(
+    cache_dir: Path, key: _Key, feature_dim: int | None, progress: bool | LineProgress
+) -> RealFeatures | None:
+    """The features entry for `key`, else the features of an older statistics entry (saved as a features entry),
+    else None. An unusable file is a miss, said in one line, and is overwritten by the recomputed entry."""
+    path = features_cache_file(cache_dir, *key)
+    if path.is_file():
+        try:
+            return load_features(path, *key, feature_dim)
+        except ValueError as error:
+            _say(progress, f"{error}; recomputing the real features")
+    legacy = cache_file(cache_dir, *key)
+    if not _has_features(legacy):
+        return None
+    try:
+        entry = _entry(_load_features(legacy, key, feature_dim, np.dtype(np.float32)).astype(FEATURE_DTYPE), key)
+    except ValueError as error:
+        _say(progress, f"{error}; not reusing it for precision/recall")
+        return None
+    save_features(path, entry)
+    return entry
+
+
+def _has_features(path: Path) -> bool:
+    """Whether `path` is a zip with a features member (statistics entries written for FID alone have none)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            return "features.npy" in archive.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+def _load_features(path: Path, key: _Key, feature_dim: int | None, dtype: np.dtype) -> np.ndarray:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            if _read_key(archive) != key:
+                raise ValueError("written for another dataset, detector or image count")
+            features = _member(archive, "features", dtype, (key.num_items, feature_dim))
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, ValueError) as error:
+        raise ValueError(f"{path}: unusable real-feature cache ({_describe(error)})") from None
+    if not _all_finite(features):
+        raise ValueError(f"{path}: unusable real-feature cache (features contain NaN or infinite values)")
+    return features
+
+
+def _read_key(archive: zipfile.ZipFile) -> _Key:
+    text = np.dtype(f"<U{_MAX_KEY_CHARS}")
+    return _Key(
+        str(_member(archive, "content_hash", text, ()).item()),
+        str(_member(archive, "detector_sha256", text, ()).item()),
+        int(_member(archive, "num_items", np.dtype(np.int64), ()).item()),
+    )
+
+
+def _member(archive: zipfile.ZipFile, name: str, dtype: np.dtype, shape: tuple[int | None, ...]) -> np.ndarray:
+    """Array `name` of an .npz, its header checked before any data is read: `dtype` (strings: at most its length),
+    `shape` (None: any size from 1 to MAX_FEATURE_DIM); then exactly the bytes that header implies."""
+    with archive.open(f"{name}.npy") as member:
+        version = np.lib.format.read_magic(member)
+        if version not in ((1, 0), (2, 0)):
+            raise ValueError(f"'{name}' has .npy format version {version}")
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        found_shape, fortran_order, found_dtype = read_header(member)
+        _check_header(name, found_shape, fortran_order, found_dtype, dtype, shape)
+        size = int(np.prod(found_shape, dtype=np.int64)) * found_dtype.itemsize
+        data = member.read(size)
+        if len(data) != size or member.read(1):
+            raise ValueError(f"'{name}' holds {len(data)} bytes, its header says {size}")
+    return np.frombuffer(data, dtype=found_dtype).reshape(found_shape)
+
+
+def _check_header(name, found_shape, fortran_order, found_dtype, dtype, shape) -> None:
+    same_kind = found_dtype == dtype or (dtype.kind == "U" and found_dtype.kind == "U" and
+                                          found_dtype.itemsize <= dtype.itemsize)  # fmt: skip
+    fits = len(found_shape) == len(shape) and all(
+        size == want if want is not None else 1 <= size <= MAX_FEATURE_DIM
+        for size, want in zip(found_shape, shape, strict=True)
+    )
+    if not same_kind or not fits or fortran_order:
+        expected = [size if size is not None else "D" for size in shape]
+        raise ValueError(f"'{name}' is {found_dtype} {list(found_shape)}, expected {dtype} {expected}")
+
+
+def _all_finite(features: np.ndarray) -> bool:
+    # In row chunks: one boolean temporary of the whole array would be N·D bytes (0.8 GB at 200k x 4096).
+    return all(np.isfinite(features[start : start + _FINITE_CHUNK_ROWS]).all()
+               for start in range(0, len(features), _FINITE_CHUNK_ROWS))  # fmt: skip
+
+
+def _describe(error: BaseException) -> str:
+    if isinstance(error, KeyError):
+        return f"no member {error}"
+    return str(error) or type(error).__name__
+
+
+def _feature_dim(detector: Detector) -> int | None:
+    dim = getattr(detector, "feature_dim", None)
+    return int(dim) if dim is not None else None
+
+
+def _say(progress: bool | LineProgress, line: str) -> None:
+    if isinstance(progress, LineProgress):
+        progress.emit(line)
+    elif progress is not False:
+        print(line, file=sys.stderr, flush=True)
