@@ -111,6 +111,7 @@ def _damaged_entries(content_hash: str, sha256: str) -> dict[str, bytes]:
         "not a zip": b"not a zip file at all",
         "terabyte header": _npz(features=_lying_header((1 << 30, 1 << 10)), **key),
         "short data": _npz(features=_lying_header((12, DIM)), **key),
+        "huge feature size": _npz(features=_lying_header((12, 60_000)), **key),
         "float32": _npz(features=good.astype(np.float32), **key),
         "other feature size": _npz(features=np.zeros([12, DIM + 1], np.float16), **key),
         "other count": _npz(features=good, **{**key, "num_items": np.array(11)}),
@@ -182,3 +183,12 @@ def test_fid_cache_keeps_mean_and_covariance(tmp_path: Path) -> None:
         assert stored["mu"].shape == (DIM,) and stored["sigma"].shape == (DIM, DIM)
         assert stored["sigma"].dtype == np.float64
     assert file == cache_file(tmp_path / "cache", str(np.load(file)["content_hash"]), detector.sha256, 6)
+
+
+def test_header_may_not_promise_more_than_the_file_holds(tmp_path: Path) -> None:
+    # Without a known feature size any D up to 65536 passes the shape check; the file's own size still bounds it.
+    key = {"content_hash": np.array("c" * 64), "detector_sha256": np.array("d" * 64), "num_items": np.array(200_000)}
+    file = tmp_path / "real-features-x.npz"
+    file.write_bytes(_npz(features=_lying_header((200_000, 60_000)), **key))  # 24 GB promised, 1 kB there
+    with pytest.raises(ValueError, match=r"'features' claims 24000000000 bytes, more than the file's \d+"):
+        load_features(file, "c" * 64, "d" * 64, 200_000)

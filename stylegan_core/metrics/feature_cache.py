@@ -39,6 +39,7 @@ MAX_FEATURE_DIM = 1 << 16
 """Largest feature size a cache file may declare (VGG16: 4096, Inception: 2048)."""
 _MAX_KEY_CHARS = 256
 _FINITE_CHUNK_ROWS = 4096
+_READ_CHUNK_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -158,7 +159,7 @@ def _load_features(path: Path, key: _Key, feature_dim: int | None, dtype: np.dty
         with zipfile.ZipFile(path) as archive:
             if _read_key(archive) != key:
                 raise ValueError("written for another dataset, detector or image count")
-            features = _member(archive, "features", dtype, (key.num_items, feature_dim))
+            features = _member(archive, "features", dtype, (key.num_items, feature_dim), path.stat().st_size)
     except (OSError, EOFError, KeyError, zipfile.BadZipFile, ValueError) as error:
         raise ValueError(f"{path}: unusable real-feature cache ({_describe(error)})") from None
     if not _all_finite(features):
@@ -175,9 +176,12 @@ def _read_key(archive: zipfile.ZipFile) -> _Key:
     )
 
 
-def _member(archive: zipfile.ZipFile, name: str, dtype: np.dtype, shape: tuple[int | None, ...]) -> np.ndarray:
-    """Array `name` of an .npz, its header checked before any data is read: `dtype` (strings: at most its length),
-    `shape` (None: any size from 1 to MAX_FEATURE_DIM); then exactly the bytes that header implies."""
+def _member(
+    archive: zipfile.ZipFile, name: str, dtype: np.dtype, shape: tuple[int | None, ...], max_bytes: int | None = None
+) -> np.ndarray:
+    """Array `name` of an .npz, its header checked before anything is allocated: `dtype` (strings: at most its
+    length), `shape` (None: any size from 1 to MAX_FEATURE_DIM), at most `max_bytes` of data (the file's size: a
+    header may not promise more than the file holds); then exactly the bytes that header implies."""
     with archive.open(f"{name}.npy") as member:
         version = np.lib.format.read_magic(member)
         if version not in ((1, 0), (2, 0)):
@@ -185,11 +189,25 @@ def _member(archive: zipfile.ZipFile, name: str, dtype: np.dtype, shape: tuple[i
         read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
         found_shape, fortran_order, found_dtype = read_header(member)
         _check_header(name, found_shape, fortran_order, found_dtype, dtype, shape)
-        size = int(np.prod(found_shape, dtype=np.int64)) * found_dtype.itemsize
-        data = member.read(size)
-        if len(data) != size or member.read(1):
-            raise ValueError(f"'{name}' holds {len(data)} bytes, its header says {size}")
-    return np.frombuffer(data, dtype=found_dtype).reshape(found_shape)
+        nbytes = int(np.prod(found_shape, dtype=np.int64)) * found_dtype.itemsize
+        if max_bytes is not None and nbytes > max_bytes:
+            raise ValueError(f"'{name}' claims {nbytes} bytes, more than the file's {max_bytes}")
+        array = np.empty(found_shape, dtype=found_dtype)
+        filled = _read_into(member, memoryview(array.reshape(-1).view(np.uint8)))
+        if filled != array.nbytes or member.read(1):
+            raise ValueError(f"'{name}' holds {filled} bytes or more, its header says {array.nbytes}")
+    return array
+
+
+def _read_into(member, buffer: memoryview) -> int:
+    # In chunks: one read of the whole member would hold a second copy of it (1.6 GB at 200k x 4096 float16).
+    filled = 0
+    while filled < len(buffer):
+        got = member.readinto(buffer[filled : filled + _READ_CHUNK_BYTES])
+        if not got:
+            break
+        filled += got
+    return filled
 
 
 def _check_header(name, found_shape, fortran_order, found_dtype, dtype, shape) -> None:
