@@ -29,6 +29,26 @@ def write_zip(path: Path, images: np.ndarray, labels: list[int] | None = None) -
     return path
 
 
+def npz_bytes(**members: bytes | np.ndarray) -> bytes:
+    """An .npz whose members are arrays or raw .npy bytes (for headers that lie)."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, value in members.items():
+            if isinstance(value, np.ndarray):
+                npy = io.BytesIO()
+                np.save(npy, value, allow_pickle=True)  # hostile entries may hold object arrays (pickles)
+                value = npy.getvalue()
+            archive.writestr(f"{name}.npy", value)
+    return buffer.getvalue()
+
+
+def lying_npy_header(shape: tuple[int, ...], dtype: str = "<f2") -> bytes:
+    """An .npy header declaring `shape` of `dtype`, followed by 64 bytes of data only."""
+    npy = io.BytesIO()
+    np.lib.format.write_array_header_1_0(npy, {"descr": dtype, "fortran_order": False, "shape": shape})
+    return npy.getvalue() + b"\0" * 64
+
+
 def random_images(count: int, resolution: int = 16, channels: int = 3, seed: int = 0) -> np.ndarray:
     return np.random.RandomState(seed).randint(0, 256, size=[count, resolution, resolution, channels], dtype=np.uint8)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from metrics_support import CountingDetector, random_images, write_zip
+from metrics_support import CountingDetector, lying_npy_header, npz_bytes, random_images, write_zip
 from numerics import assert_close_to_scale
 
 from stylegan_core.metrics import feature_statistics, real_statistics
@@ -103,6 +103,27 @@ def test_damaged_cache_entry_is_recomputed(tmp_path: Path) -> None:
     again = _stats(path, detector, cache)
     assert detector.images_seen == 8
     np.testing.assert_array_equal(again.mu, stats.mu)  # recomputed by the same kernels, batches, threads: bit-exact
+
+
+def test_entry_whose_header_lies_is_named_and_recomputed(tmp_path: Path) -> None:
+    # A covariance header promising 29 GB (60,000²) in a 1 kB file: refused before anything is allocated.
+    cache = tmp_path / "cache"
+    path = write_zip(tmp_path / "data.zip", random_images(4, resolution=8))
+    detector = CountingDetector()
+    stats = _stats(path, detector, cache)
+    file = cache_file(cache, stats.content_hash, detector.sha256, 4)
+    key = {"content_hash": np.array(stats.content_hash), "detector_sha256": np.array(detector.sha256),
+           "num_items": np.array(4)}  # fmt: skip
+    file.write_bytes(npz_bytes(mu=np.zeros(60_000), sigma=lying_npy_header((60_000, 60_000), "<f8"), **key))
+    with pytest.raises(ValueError, match="unusable real-statistics cache") as error:
+        load_statistics(file)
+    assert str(error.value).startswith(f"{file}: ") and "more than the file's" in str(error.value)
+    file.write_bytes(npz_bytes(mu=np.zeros(16), sigma=np.eye(16, dtype=np.float32), **key))  # float32 sigma
+    with pytest.raises(ValueError, match=r"'sigma' is float32 \[16, 16\], expected float64"):
+        load_statistics(file)
+    again = _stats(path, detector, cache)
+    assert detector.images_seen == 8
+    np.testing.assert_array_equal(again.sigma, stats.sigma)
 
 
 def test_default_cache_dir_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -3,14 +3,12 @@ files are read as untrusted and entries of the older statistics kind are reused.
 
 from __future__ import annotations
 
-import io
-import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from metrics_support import CountingDetector, random_images, tiny_generator, write_zip
+from metrics_support import CountingDetector, lying_npy_header, npz_bytes, random_images, tiny_generator, write_zip
 from vgg_standin import save_standin_vgg16
 
 from stylegan_core.data.dataset import ImageDataset
@@ -82,43 +80,24 @@ def test_statistics_entry_of_earlier_versions_is_reused(tmp_path: Path, data: Pa
     assert detector.images_seen == 12 + 12 + 12
 
 
-def _npz(**members: bytes | np.ndarray) -> bytes:
-    """An .npz whose members are arrays or raw .npy bytes (for headers that lie)."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for name, value in members.items():
-            if isinstance(value, np.ndarray):
-                npy = io.BytesIO()
-                np.save(npy, value, allow_pickle=True)  # the "object key" entry holds a pickle
-                value = npy.getvalue()
-            archive.writestr(f"{name}.npy", value)
-    return buffer.getvalue()
-
-
-def _lying_header(shape: tuple[int, ...]) -> bytes:
-    npy = io.BytesIO()
-    np.lib.format.write_array_header_1_0(npy, {"descr": "<f2", "fortran_order": False, "shape": shape})
-    return npy.getvalue() + b"\0" * 64
-
-
 def _damaged_entries(content_hash: str, sha256: str) -> dict[str, bytes]:
     key = {"content_hash": np.array(content_hash), "detector_sha256": np.array(sha256), "num_items": np.array(12)}
     good = np.zeros([12, DIM], np.float16)
     nan = good.copy()
     nan[3, 5] = np.nan
     return {
-        "truncated": _npz(features=good, **key)[:-100],
+        "truncated": npz_bytes(features=good, **key)[:-100],
         "not a zip": b"not a zip file at all",
-        "terabyte header": _npz(features=_lying_header((1 << 30, 1 << 10)), **key),
-        "short data": _npz(features=_lying_header((12, DIM)), **key),
-        "huge feature size": _npz(features=_lying_header((12, 60_000)), **key),
-        "float32": _npz(features=good.astype(np.float32), **key),
-        "other feature size": _npz(features=np.zeros([12, DIM + 1], np.float16), **key),
-        "other count": _npz(features=good, **{**key, "num_items": np.array(11)}),
-        "other dataset": _npz(features=good, **{**key, "content_hash": np.array("0" * 64)}),
-        "object key": _npz(features=good, **{**key, "content_hash": np.array([content_hash], dtype=object)}),
-        "no features": _npz(**key),
-        "nan": _npz(features=nan, **key),
+        "terabyte header": npz_bytes(features=lying_npy_header((1 << 30, 1 << 10)), **key),
+        "short data": npz_bytes(features=lying_npy_header((12, DIM)), **key),
+        "huge feature size": npz_bytes(features=lying_npy_header((12, 60_000)), **key),
+        "float32": npz_bytes(features=good.astype(np.float32), **key),
+        "other feature size": npz_bytes(features=np.zeros([12, DIM + 1], np.float16), **key),
+        "other count": npz_bytes(features=good, **{**key, "num_items": np.array(11)}),
+        "other dataset": npz_bytes(features=good, **{**key, "content_hash": np.array("0" * 64)}),
+        "object key": npz_bytes(features=good, **{**key, "content_hash": np.array([content_hash], dtype=object)}),
+        "no features": npz_bytes(**key),
+        "nan": npz_bytes(features=nan, **key),
     }
 
 
@@ -189,6 +168,6 @@ def test_header_may_not_promise_more_than_the_file_holds(tmp_path: Path) -> None
     # Without a known feature size any D up to 65536 passes the shape check; the file's own size still bounds it.
     key = {"content_hash": np.array("c" * 64), "detector_sha256": np.array("d" * 64), "num_items": np.array(200_000)}
     file = tmp_path / "real-features-x.npz"
-    file.write_bytes(_npz(features=_lying_header((200_000, 60_000)), **key))  # 24 GB promised, 1 kB there
+    file.write_bytes(npz_bytes(features=lying_npy_header((200_000, 60_000)), **key))  # 24 GB promised, 1 kB there
     with pytest.raises(ValueError, match=r"'features' claims 24000000000 bytes, more than the file's \d+"):
         load_features(file, "c" * 64, "d" * 64, 200_000)

@@ -21,6 +21,7 @@ import torch
 from stylegan_core.data.dataset import ImageDataset
 from stylegan_core.io.atomic import atomic_file
 from stylegan_core.metrics.fid import feature_statistics
+from stylegan_core.metrics.npz_bounded import describe_error, read_key, read_member
 from stylegan_core.metrics.progress import LineProgress
 from stylegan_core.metrics.sampling import Detector, Shard, dataset_features
 
@@ -111,15 +112,21 @@ def save_statistics(path: Path, stats: RealStatistics) -> None:
 
 
 def load_statistics(path: Path) -> RealStatistics:
-    with np.load(path, allow_pickle=False) as data:
-        return RealStatistics(
-            mu=data["mu"],
-            sigma=data["sigma"],
-            features=data["features"] if "features" in data.files else None,
-            num_items=int(data["num_items"]),
-            content_hash=str(data["content_hash"]),
-            detector_sha256=str(data["detector_sha256"]),
-        )
+    """The entry at `path`, each array's header checked before it is read (`npz_bounded`); ValueError naming the file
+    if it is damaged: float64 mu [D] and sigma [D, D], float32 features [num_items, D] if present."""
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with zipfile.ZipFile(path) as archive:
+            key = read_key(archive)
+            mu = read_member(archive, "mu", np.dtype(np.float64), (None,), size)
+            sigma = read_member(archive, "sigma", np.dtype(np.float64), (len(mu), len(mu)), size)
+            features = None
+            if "features.npy" in archive.namelist():
+                features = read_member(archive, "features", np.dtype(np.float32), (key.num_items, len(mu)), size)
+    except (OSError, EOFError, KeyError, zipfile.BadZipFile, ValueError) as error:
+        raise ValueError(f"{path}: unusable real-statistics cache ({describe_error(error)})") from None
+    return RealStatistics(mu, sigma, features, key.num_items, key.content_hash, key.detector_sha256)
 
 
 def _try_load(path: Path, content_hash: str, detector_sha256: str, need_features: bool) -> RealStatistics | None:
@@ -128,7 +135,7 @@ def _try_load(path: Path, content_hash: str, detector_sha256: str, need_features
         return None
     try:
         stats = load_statistics(path)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+    except ValueError:
         return None
     if (stats.content_hash, stats.detector_sha256) != (content_hash, detector_sha256):
         return None

@@ -9,9 +9,9 @@ likewise caches only the raw features (`capture_all`, no mean/cov).
 
 The key is the statistics key (dataset content hash, detector sha256, image count) under its own version tag, so the
 two kinds never share a file. A statistics entry written by earlier versions for PR (with features) is still used:
-only its features member is read, once, and saved as a features entry. Cache files are read as untrusted: each
-member's header (dtype, shape) is checked against what this key implies before its bytes are read; a file that
-fails is reported in one line naming it and recomputed.
+only its features member is read, once, and saved as a features entry. Cache files are read as untrusted
+(`npz_bounded`: each header checked against what the key implies before anything is allocated, values finite); a
+file that fails is reported in one line naming it and recomputed.
 """
 
 from __future__ import annotations
@@ -23,23 +23,19 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 
 from stylegan_core.data.dataset import ImageDataset
 from stylegan_core.io.atomic import atomic_file
 from stylegan_core.metrics.cache import DEFAULT_BATCH_SIZE, broadcast_from_rank0, cache_file, default_cache_dir
+from stylegan_core.metrics.npz_bounded import CacheKey, describe_error, read_key, read_member
 from stylegan_core.metrics.progress import LineProgress
 from stylegan_core.metrics.sampling import Detector, Shard, dataset_features
 
 _CACHE_VERSION = "real-features-v1"
 FEATURE_DTYPE = np.dtype(np.float16)
-MAX_FEATURE_DIM = 1 << 16
-"""Largest feature size a cache file may declare (VGG16: 4096, Inception: 2048)."""
-_MAX_KEY_CHARS = 256
 _FINITE_CHUNK_ROWS = 4096
-_READ_CHUNK_BYTES = 16 << 20
 
 
 @dataclass(frozen=True)
@@ -51,13 +47,7 @@ class RealFeatures:
     detector_sha256: str
 
 
-class _Key(NamedTuple):
-    content_hash: str
-    detector_sha256: str
-    num_items: int
-
-
-def _entry(features: np.ndarray, key: _Key) -> RealFeatures:
+def _entry(features: np.ndarray, key: CacheKey) -> RealFeatures:
     return RealFeatures(features, key.num_items, key.content_hash, key.detector_sha256)
 
 
@@ -86,7 +76,7 @@ def real_features(
     dataset = ImageDataset(dataset_path, xflip=False)
     try:
         num_items = len(dataset) if max_items is None else min(len(dataset), max_items)
-        key = _Key(dataset.content_hash, detector.sha256, num_items)
+        key = CacheKey(dataset.content_hash, detector.sha256, num_items)
         found = _find_cached(cache_dir, key, _feature_dim(detector), progress) if shard.rank == 0 else None
         cached = broadcast_from_rank0(found, shard)
         if cached is not None:
@@ -118,12 +108,12 @@ def load_features(
     path: Path, content_hash: str, detector_sha256: str, num_items: int, feature_dim: int | None = None
 ) -> RealFeatures:
     """The entry at `path` if it holds this key; ValueError naming the file otherwise (damaged, another key)."""
-    key = _Key(content_hash, detector_sha256, num_items)
+    key = CacheKey(content_hash, detector_sha256, num_items)
     return _entry(_load_features(path, key, feature_dim, FEATURE_DTYPE), key)
 
 
 def _find_cached(
-    cache_dir: Path, key: _Key, feature_dim: int | None, progress: bool | LineProgress
+    cache_dir: Path, key: CacheKey, feature_dim: int | None, progress: bool | LineProgress
 ) -> RealFeatures | None:
     """The features entry for `key`, else the features of an older statistics entry (saved as a features entry),
     else None. An unusable file is a miss, said in one line, and is overwritten by the recomputed entry."""
@@ -154,84 +144,23 @@ def _has_features(path: Path) -> bool:
         return False
 
 
-def _load_features(path: Path, key: _Key, feature_dim: int | None, dtype: np.dtype) -> np.ndarray:
+def _load_features(path: Path, key: CacheKey, feature_dim: int | None, dtype: np.dtype) -> np.ndarray:
     try:
         with zipfile.ZipFile(path) as archive:
-            if _read_key(archive) != key:
+            if read_key(archive) != key:
                 raise ValueError("written for another dataset, detector or image count")
-            features = _member(archive, "features", dtype, (key.num_items, feature_dim), path.stat().st_size)
+            features = read_member(archive, "features", dtype, (key.num_items, feature_dim), path.stat().st_size)
     except (OSError, EOFError, KeyError, zipfile.BadZipFile, ValueError) as error:
-        raise ValueError(f"{path}: unusable real-feature cache ({_describe(error)})") from None
+        raise ValueError(f"{path}: unusable real-feature cache ({describe_error(error)})") from None
     if not _all_finite(features):
         raise ValueError(f"{path}: unusable real-feature cache (features contain NaN or infinite values)")
     return features
-
-
-def _read_key(archive: zipfile.ZipFile) -> _Key:
-    text = np.dtype(f"<U{_MAX_KEY_CHARS}")
-    return _Key(
-        str(_member(archive, "content_hash", text, ()).item()),
-        str(_member(archive, "detector_sha256", text, ()).item()),
-        int(_member(archive, "num_items", np.dtype(np.int64), ()).item()),
-    )
-
-
-def _member(
-    archive: zipfile.ZipFile, name: str, dtype: np.dtype, shape: tuple[int | None, ...], max_bytes: int | None = None
-) -> np.ndarray:
-    """Array `name` of an .npz, its header checked before anything is allocated: `dtype` (strings: at most its
-    length), `shape` (None: any size from 1 to MAX_FEATURE_DIM), at most `max_bytes` of data (the file's size: a
-    header may not promise more than the file holds); then exactly the bytes that header implies."""
-    with archive.open(f"{name}.npy") as member:
-        version = np.lib.format.read_magic(member)
-        if version not in ((1, 0), (2, 0)):
-            raise ValueError(f"'{name}' has .npy format version {version}")
-        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        found_shape, fortran_order, found_dtype = read_header(member)
-        _check_header(name, found_shape, fortran_order, found_dtype, dtype, shape)
-        nbytes = int(np.prod(found_shape, dtype=np.int64)) * found_dtype.itemsize
-        if max_bytes is not None and nbytes > max_bytes:
-            raise ValueError(f"'{name}' claims {nbytes} bytes, more than the file's {max_bytes}")
-        array = np.empty(found_shape, dtype=found_dtype)
-        filled = _read_into(member, memoryview(array.reshape(-1).view(np.uint8)))
-        if filled != array.nbytes or member.read(1):
-            raise ValueError(f"'{name}' holds {filled} bytes or more, its header says {array.nbytes}")
-    return array
-
-
-def _read_into(member, buffer: memoryview) -> int:
-    # In chunks: one read of the whole member would hold a second copy of it (1.6 GB at 200k x 4096 float16).
-    filled = 0
-    while filled < len(buffer):
-        got = member.readinto(buffer[filled : filled + _READ_CHUNK_BYTES])
-        if not got:
-            break
-        filled += got
-    return filled
-
-
-def _check_header(name, found_shape, fortran_order, found_dtype, dtype, shape) -> None:
-    same_kind = found_dtype == dtype or (dtype.kind == "U" and found_dtype.kind == "U" and
-                                          found_dtype.itemsize <= dtype.itemsize)  # fmt: skip
-    fits = len(found_shape) == len(shape) and all(
-        size == want if want is not None else 1 <= size <= MAX_FEATURE_DIM
-        for size, want in zip(found_shape, shape, strict=True)
-    )
-    if not same_kind or not fits or fortran_order:
-        expected = [size if size is not None else "D" for size in shape]
-        raise ValueError(f"'{name}' is {found_dtype} {list(found_shape)}, expected {dtype} {expected}")
 
 
 def _all_finite(features: np.ndarray) -> bool:
     # In row chunks: one boolean temporary of the whole array would be N·D bytes (0.8 GB at 200k x 4096).
     return all(np.isfinite(features[start : start + _FINITE_CHUNK_ROWS]).all()
                for start in range(0, len(features), _FINITE_CHUNK_ROWS))  # fmt: skip
-
-
-def _describe(error: BaseException) -> str:
-    if isinstance(error, KeyError):
-        return f"no member {error}"
-    return str(error) or type(error).__name__
 
 
 def _feature_dim(detector: Detector) -> int | None:
