@@ -3,6 +3,7 @@ files are read as untrusted and entries of the older statistics kind are reused.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,7 @@ from vgg_standin import save_standin_vgg16
 from stylegan_core.data.dataset import ImageDataset
 from stylegan_core.metrics import compute_metrics, precision_recall, real_statistics
 from stylegan_core.metrics.cache import cache_file
-from stylegan_core.metrics.feature_cache import features_cache_file, load_features, real_features
+from stylegan_core.metrics.feature_cache import features_cache_file, load_features, real_features, save_features
 from stylegan_core.metrics.precision_recall import VGG16Features
 from stylegan_core.metrics.sampling import dataset_features, dataset_label_sampler, generator_features
 from stylegan_core.metrics.vgg import load_vgg16
@@ -171,3 +172,17 @@ def test_header_may_not_promise_more_than_the_file_holds(tmp_path: Path) -> None
     file.write_bytes(npz_bytes(features=lying_npy_header((200_000, 60_000)), **key))  # 24 GB promised, 1 kB there
     with pytest.raises(ValueError, match=r"'features' claims 24000000000 bytes, more than the file's \d+"):
         load_features(file, "c" * 64, "d" * 64, 200_000)
+
+
+def test_infinite_features_are_kept(tmp_path: Path, data: Path) -> None:
+    # float16 rounds |x| > 65504 to inf, exactly as precision_recall's own rounding would: such an entry is valid
+    # (refusing it would recompute it on every run), only NaN marks a broken one.
+    cache = tmp_path / "cache"
+    detector = CountingDetector(feature_dim=DIM)
+    entry = _features(data, detector, cache)
+    features = entry.features.copy()
+    features[0, 0] = np.inf
+    file = features_cache_file(cache, entry.content_hash, detector.sha256, 12)
+    save_features(file, dataclasses.replace(entry, features=features))
+    again = _features(data, detector, cache)
+    assert detector.images_seen == 12 and again.features[0, 0] == np.inf

@@ -10,7 +10,7 @@ likewise caches only the raw features (`capture_all`, no mean/cov).
 The key is the statistics key (dataset content hash, detector sha256, image count) under its own version tag, so the
 two kinds never share a file. A statistics entry written by earlier versions for PR (with features) is still used:
 only its features member is read, once, and saved as a features entry. Cache files are read as untrusted
-(`npz_bounded`: each header checked against what the key implies before anything is allocated, values finite); a
+(`npz_bounded`: each header checked against what the key implies before anything is allocated, no NaN); a
 file that fails is reported in one line naming it and recomputed.
 """
 
@@ -35,7 +35,7 @@ from stylegan_core.metrics.sampling import Detector, Shard, dataset_features
 
 _CACHE_VERSION = "real-features-v1"
 FEATURE_DTYPE = np.dtype(np.float16)
-_FINITE_CHUNK_ROWS = 4096
+_NAN_CHUNK_ROWS = 4096
 
 
 @dataclass(frozen=True)
@@ -152,15 +152,17 @@ def _load_features(path: Path, key: CacheKey, feature_dim: int | None, dtype: np
             features = read_member(archive, "features", dtype, (key.num_items, feature_dim), path.stat().st_size)
     except (OSError, EOFError, KeyError, zipfile.BadZipFile, ValueError) as error:
         raise ValueError(f"{path}: unusable real-feature cache ({describe_error(error)})") from None
-    if not _all_finite(features):
-        raise ValueError(f"{path}: unusable real-feature cache (features contain NaN or infinite values)")
+    if _any_nan(features):
+        raise ValueError(f"{path}: unusable real-feature cache (features contain NaN)")
     return features
 
 
-def _all_finite(features: np.ndarray) -> bool:
-    # In row chunks: one boolean temporary of the whole array would be N·D bytes (0.8 GB at 200k x 4096).
-    return all(np.isfinite(features[start : start + _FINITE_CHUNK_ROWS]).all()
-               for start in range(0, len(features), _FINITE_CHUNK_ROWS))  # fmt: skip
+def _any_nan(features: np.ndarray) -> bool:
+    # Infinities are allowed: float16 rounds features above 65504 to inf, as PR's own rounding would, and refusing
+    # them would recompute such an entry on every run. In row chunks: one boolean temporary of the whole array
+    # would be N·D bytes (0.8 GB at 200k x 4096).
+    return any(np.isnan(features[start : start + _NAN_CHUNK_ROWS]).any()
+               for start in range(0, len(features), _NAN_CHUNK_ROWS))  # fmt: skip
 
 
 def _feature_dim(detector: Detector) -> int | None:
