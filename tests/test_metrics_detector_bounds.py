@@ -101,6 +101,26 @@ def test_vgg16_loader_refuses_both_unread(tmp_path, nothing_read):
     assert str(caught.value) == declared_message(bomb, VGG16_FILE)
 
 
+def test_a_huge_zip_directory_is_refused_before_zipfile_parses_it(tmp_path, monkeypatch, nothing_read):
+    # zipfile keeps ~560 bytes per directory entry: a 1 GiB file of bare entries would cost ~10 GB to parse. The cap
+    # is lowered here so that a small file shows it; the stand-in's own directory (16 entries) stays under it.
+    standin = Path(save_standin_inception(tmp_path / "inception-2015-12-05.pt"))
+    with zipfile.ZipFile(standin) as archive:
+        directory = archive.start_dir
+    monkeypatch.setattr(limits, "MAX_DETECTOR_DIRECTORY_BYTES", 4096)
+    many = tmp_path / "many.pt"
+    with zipfile.ZipFile(many, "w") as archive:
+        for index in range(200):
+            archive.writestr(f"many/data/{index}", b"")
+    with zipfile.ZipFile(many) as archive:
+        size = sum(len(entry.filename) + 46 for entry in archive.infolist())  # what the directory holds
+    with pytest.raises(LimitError) as caught:
+        inception.load_detector(many)
+    assert str(caught.value) == (f"{many}: its zip directory is {size} bytes, over the 4096-byte limit for a "
+                                 f"detector file (expected {INCEPTION_FILES})")  # fmt: skip
+    assert standin.stat().st_size - directory < 4096 and limits.check_detector_archive(standin, "x") > 0
+
+
 def test_the_limit_is_inclusive_and_the_stand_ins_load(tmp_path, monkeypatch):
     at_limit = tmp_path / "at-limit.pt"
     at_limit.touch()
