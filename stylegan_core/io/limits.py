@@ -1,6 +1,6 @@
-"""Size limits for untrusted network files (NVIDIA pickles, our snapshots) and the kwargs networks are built from.
+"""Size limits for untrusted files (NVIDIA pickles, our snapshots, metric detectors) and the kwargs of networks.
 
-Every limit is derived from the largest real NVIDIA StyleGAN2 networks (docs/architecture.md, "Untrusted files"):
+Every network limit is derived from the largest NVIDIA StyleGAN2 networks (docs/architecture.md, "Untrusted files"):
 the 1024 px FFHQ/MetFaces pickles (channel_base 32768, channel_max 512, 8 mapping layers) hold G, D and G_ema with
 about 30 M, 29 M and 30 M float32 values, 364 MB in all. The limits leave room for StyleGAN3's larger capacity
 (channel_max 1024, channel_base 65536: about 4x the values) and for class-conditional networks up to ``MAX_C_DIM``
@@ -11,8 +11,10 @@ allocated, with one line naming the file and the limit.
 from __future__ import annotations
 
 import math
+import zipfile
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import Any, BinaryIO
 
 from stylegan_core.errors import InputError
 
@@ -43,6 +45,15 @@ MAX_KWARGS_VALUES = 10_000
 """Values in one network's constructor kwargs or a pickle's training_set_kwargs."""
 MAX_KWARGS_ARRAY = 4096
 """Elements of one array inside constructor kwargs (NVIDIA's are resample filters of 4 values)."""
+MAX_DETECTOR_BYTES = 1 << 30
+"""A metric detector's TorchScript file, on disk and as its zip directory declares it uncompressed. One limit for all
+detectors: it only has to keep a file from exhausting memory (signature and probe checks identify the file), and
+NVIDIA's vgg16.pt (0.53 GB) and inception-2015-12-05.pt (0.10 GB) both fit it. A tighter Inception-only limit
+(say 256 MiB) would spare at most 0.75 GiB on a hostile file: not worth a second constant to keep in step."""
+MAX_DETECTOR_DIRECTORY_BYTES = 4 << 20
+"""A detector's zip central directory, bounded before zipfile parses it: zipfile keeps ~560 bytes per entry (measured,
+Python 3.11), so a 1 GiB file of bare directory entries would cost ~10 GB. A TorchScript detector lists a few hundred
+members of ~100 bytes; 4 MiB allows ~40 000 and at most ~50 MB of parsed entries."""
 
 _INT_BOUNDS: dict[str, tuple[int, int]] = {
     "z_dim": (0, MAX_LATENT_DIM),
@@ -72,6 +83,62 @@ class UnsafePickleError(InputError):
 
 class LimitError(InputError):
     """A file declares more than the limits of stylegan_core.io.limits allow; nothing that large was allocated."""
+
+
+def check_detector_archive(path: Path, expected: str) -> int:
+    """A detector file's size in bytes, once it and the members its zip directory declares fit MAX_DETECTOR_BYTES.
+
+    Reads only the zip directory (no torch, no weights), so it can run before anything hashes or loads the file:
+    torch.jit.load allocates each member at the size the directory declares. `expected` names the right file.
+    """
+    num_bytes = path.stat().st_size
+    limit = f"limit for a detector file (expected {expected})"
+    if num_bytes > MAX_DETECTOR_BYTES:
+        raise LimitError(f"{path}: {num_bytes} bytes, over the {MAX_DETECTOR_BYTES}-byte {limit}")
+    try:
+        declared = _declared_bytes(path)
+    except _DirectoryTooLarge as error:
+        raise LimitError(f"{path}: its zip directory is {error.args[0]} bytes, over the "
+                         f"{MAX_DETECTOR_DIRECTORY_BYTES}-byte {limit}") from None  # fmt: skip
+    except (zipfile.BadZipFile, EOFError, ValueError):
+        raise InputError(f"{path} is not a TorchScript file (not a zip archive); expected {expected}") from None
+    if declared > MAX_DETECTOR_BYTES:
+        raise LimitError(f"{path}: its zip directory declares {declared} uncompressed bytes, over the "
+                         f"{MAX_DETECTOR_BYTES}-byte {limit}")  # fmt: skip
+    return num_bytes
+
+
+def _declared_bytes(path: Path) -> int:
+    with path.open("rb") as file, zipfile.ZipFile(_CappedReads(file, MAX_DETECTOR_DIRECTORY_BYTES)) as archive:
+        return sum(member.file_size for member in archive.infolist())
+
+
+class _DirectoryTooLarge(Exception):
+    """zipfile asked for more bytes at once than a zip directory may have (args[0]: how many)."""
+
+
+class _CappedReads:
+    """A read-only file whose single reads are capped. zipfile reads the whole central directory in one call (and
+    the end records in small ones), so the cap bounds the directory exactly as zipfile sees it, with no second zip
+    parser that a crafted file could make disagree with zipfile's."""
+
+    def __init__(self, file: BinaryIO, cap: int) -> None:
+        self._file = file
+        self._cap = cap
+
+    def read(self, size: int | None = -1) -> bytes:
+        if size is not None and size > self._cap:
+            raise _DirectoryTooLarge(size)
+        data = self._file.read(self._cap + 1 if size is None or size < 0 else size)
+        if len(data) > self._cap:  # a read to the end of the file: zipfile's for the end record and its comment
+            raise _DirectoryTooLarge(len(data))
+        return data
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._file.tell()
 
 
 def check_network_kwargs(kwargs: Any, where: str) -> None:

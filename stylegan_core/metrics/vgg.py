@@ -17,22 +17,19 @@ loader records the file's sha256 and size (``VGG16.sha256``, ``VGG16.num_bytes``
 
 from __future__ import annotations
 
+import functools
 import os
-import zipfile
 from pathlib import Path
 
 import torch
 
 from stylegan_core.errors import InputError
-from stylegan_core.io.atomic import sha256_file
-from stylegan_core.io.limits import LimitError
+from stylegan_core.metric_names import VGG16_FILE
 from stylegan_core.metrics.inception import DetectorNotFoundError, load_torchscript
 
 VGG16_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/vgg16.pt"
 VGG16_PATH_ENV = "STYLEGAN_VGG16"
 VGG16_SHA256_ENV = "STYLEGAN_VGG16_SHA256"
-MAX_VGG16_BYTES = 1 << 30
-"""NVIDIA's vgg16.pt holds VGG16's 138 M float32 weights (about 0.53 GB); a file or archive past 1 GiB is refused."""
 REQUIRED_ARGUMENTS = ("resize_images", "return_lpips")
 
 __all__ = [
@@ -41,7 +38,6 @@ __all__ = [
     "VGG16_SHA256_ENV",
     "VGG16_URL",
     "DetectorNotFoundError",
-    "MAX_VGG16_BYTES",
     "load_vgg16",
     "locate_vgg16",
 ]
@@ -123,32 +119,16 @@ def load_vgg16(
 
 
 def _load_uncached(source: Path, expected_sha256: str | None, device: torch.device) -> VGG16:
-    num_bytes = _check_size(source)
-    sha256 = sha256_file(source)
-    if expected_sha256 is not None:
-        _check_sha256(source, sha256, expected_sha256)
-    network = load_torchscript(source, device, "NVIDIA's vgg16.pt")
+    verify = None if expected_sha256 is None else functools.partial(_check_sha256, source, expected=expected_sha256)
+    loaded = load_torchscript(source, device, VGG16_FILE, verify)  # bounded by io.limits.MAX_DETECTOR_BYTES
+    network = loaded.network
     _check_signature(network, source)
     # Frozen: a detector is never trained, and weights that require grad would tie every output to one graph.
     for parameter in network.parameters():
         parameter.requires_grad_(False)
-    detector = VGG16(network.eval(), source, sha256, num_bytes)
+    detector = VGG16(network.eval(), source, loaded.sha256, loaded.num_bytes)
     _check_output(detector, device)
     return detector
-
-
-def _check_size(source: Path) -> int:
-    num_bytes = source.stat().st_size
-    if num_bytes > MAX_VGG16_BYTES:
-        raise LimitError(f"{source}: {num_bytes} bytes, over the {MAX_VGG16_BYTES}-byte limit for VGG16 weights")
-    try:
-        with zipfile.ZipFile(source) as archive:
-            declared = sum(member.file_size for member in archive.infolist())
-    except zipfile.BadZipFile:
-        raise InputError(f"{source} is not a TorchScript archive (not a zip); expected NVIDIA's vgg16.pt") from None
-    if declared > MAX_VGG16_BYTES:
-        raise LimitError(f"{source}: archive declares {declared} uncompressed bytes, over the {MAX_VGG16_BYTES} limit")
-    return num_bytes
 
 
 def _check_sha256(source: Path, sha256: str, expected: str) -> None:

@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stylegan_core.cli.arguments import whole_number
+from stylegan_core.options import MAX_BATCH
 from stylegan_core.training.signals import AbortOnSignal
 
 if TYPE_CHECKING:  # the command line imports this module; torch and Ray load only when training starts
@@ -34,6 +36,10 @@ ABORT_FILE = ".abort-requested"
 PROBE_PREFIX = ".storage-probe-"
 WORKER_ENV = ("PYTHONPATH", "STYLEGAN_CACHE_DIR", "STYLEGAN_DIST_TIMEOUT_S", "STYLEGAN_OPS_IMPL")
 """Driver environment the workers get (Ray starts workers with the raylet's environment, not the driver's)."""
+MAX_WORKERS = MAX_BATCH
+"""Every worker trains on at least one image of each batch, so no batch geometry has more workers than images."""
+MAX_FAILURES = 10_000
+"""Worker-group restarts: one an hour (spot-instance preemption) for over a year of training."""
 
 
 class RayLaunchError(RuntimeError):
@@ -57,10 +63,10 @@ class RayLaunchConfig:
     """Worker-group restarts allowed before the run fails (each resumes from the latest snapshot)."""
 
     def __post_init__(self) -> None:
-        if self.num_workers < 1:
-            raise ValueError(f"num_workers must be at least 1, got {self.num_workers}")
-        if self.max_failures < 0:
-            raise ValueError(f"max_failures must be 0 or more, got {self.max_failures}")
+        if not 1 <= self.num_workers <= MAX_WORKERS:
+            raise ValueError(f"num_workers must be in [1, {MAX_WORKERS}], got {self.num_workers}")
+        if not 0 <= self.max_failures <= MAX_FAILURES:
+            raise ValueError(f"max_failures must be in [0, {MAX_FAILURES}], got {self.max_failures}")
         for name, amount in self.resources_per_worker.items():
             if not amount >= 0:
                 raise ValueError(f"resources_per_worker[{name!r}] must be 0 or more, got {amount}")
@@ -89,10 +95,10 @@ def add_launcher_arguments(parser: argparse.ArgumentParser) -> None:
                        help="local: this process (or torchrun's); ray: Ray Train workers [default: local]")
     group.add_argument("--ray-address", default=defaults.address, metavar="ADDRESS",
                        help="'' starts a local Ray instance; 'auto', 'host:port' or 'ray://host:port' [default: '']")
-    group.add_argument("--num-workers", type=_positive_int, default=defaults.num_workers, metavar="N",
-                       help="Ray training workers (one per GPU) [default: 1]")
-    group.add_argument("--max-failures", type=_non_negative_int, default=defaults.max_failures, metavar="K",
-                       help="worker-group restarts, each resuming from the latest snapshot [default: 0]")
+    group.add_argument("--num-workers", type=whole_number(1, MAX_WORKERS), default=defaults.num_workers,
+                       metavar="N", help="Ray training workers (one per GPU) [default: 1]")
+    group.add_argument("--max-failures", type=whole_number(0, MAX_FAILURES), default=defaults.max_failures,
+                       metavar="K", help="worker-group restarts, each resuming from the latest snapshot [default: 0]")
     group.add_argument("--use-gpu", default=None, nargs="?", const="1", metavar="BOOL",
                        help="one GPU per worker [default: when the cluster has GPUs]")  # fmt: skip
 
@@ -113,23 +119,6 @@ def parse_bool(text: str, name: str) -> bool:
     if lowered in ("0", "false", "no", "off"):
         return False
     raise ValueError(f"{name} must be a boolean (1/0, true/false), got {text!r}")
-
-
-def _positive_int(text: str) -> int:
-    value = _non_negative_int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {text!r}")
-    return value
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {text!r}")
-    return value
 
 
 # ---- connecting ------------------------------------------------------------------------------------------------
