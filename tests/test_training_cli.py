@@ -115,6 +115,15 @@ def test_gpus_answers_with_the_torchrun_command(dataset, tmp_path, monkeypatch):
         train_cli.run(parse("--outdir=o", f"--data={dataset}", "--gpus=2"))
 
 
+@pytest.mark.parametrize("value", ["0", "-1", "70000", "two", "1e30"])
+def test_gpus_is_a_bounded_whole_number_checked_at_parse(value, capsys):
+    # Before: a plain int: 0 and -1 passed the parser (refused only after the dataset was opened) and 70000 was
+    # answered with a torchrun command for 70000 processes.
+    with pytest.raises(SystemExit) as exit_info:
+        parse("--outdir=o", "--data=d.zip", f"--gpus={value}")
+    assert exit_info.value.code == 2 and "--gpus" in capsys.readouterr().err
+
+
 def test_run_directory_names_follow_nvidia(tmp_path):
     (tmp_path / "00007-old").mkdir()
     (tmp_path / "notes").mkdir()

@@ -20,10 +20,11 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from stylegan_core.cli.arguments import whole_number
 from stylegan_core.config import TrainOptions
 from stylegan_core.errors import UsageError
 from stylegan_core.metric_names import require_detectors
-from stylegan_core.options import FP32_HELP, OVERRIDE_KEYS, OptionError, OverrideKey, flag_name, parse_value
+from stylegan_core.options import FP32_HELP, MAX_BATCH, OVERRIDE_KEYS, OptionError, OverrideKey, flag_name, parse_value
 from stylegan_core.presets import PRESET_NAMES, preset_fields, resolve_options
 from stylegan_core.training.ray_launcher import add_launcher_arguments, launch_config_from_args
 
@@ -68,7 +69,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--outdir", required=True, help="where run directories are created")
     parser.add_argument("--cfg", choices=PRESET_NAMES, default="auto", help="base configuration [default: auto]")
     gpus_help = "GPUs to train on; more than 1 runs under torchrun, and the command to do so is printed"
-    parser.add_argument("--gpus", type=int, default=None, metavar="N", help=gpus_help)
+    # At most one process per image of the largest batch (each GPU takes at least one image of every batch).
+    parser.add_argument("--gpus", type=whole_number(1, MAX_BATCH), default=None, metavar="N", help=gpus_help)
     parser.add_argument("-n", "--dry-run", action="store_true", help="print the resolved options and exit")
     from_preset = preset_fields()
     for key, row in OVERRIDE_KEYS.items():
