@@ -16,6 +16,7 @@ are the comparable numbers.
     python benchmarks/ingest.py                                     # ours only
     python benchmarks/ingest.py --nvidia-tool ../nvidia/dataset_tool.py --repeats 5
     python benchmarks/ingest.py --source DIR --resolution 256 --workers 8
+    python benchmarks/ingest.py --nvidia-tool ../nvidia/dataset_tool.py --baseline ../checkout-of-an-older-commit
 
 NVIDIA's tool needs click, numpy, Pillow and tqdm in `--nvidia-python` (default: this interpreter). Both are run
 unlabelled (NVIDIA's tool reads labels only from dataset.json), and the zips are compared entry by entry afterwards.
@@ -122,9 +123,9 @@ def _adopt_orphans() -> bool:
     return ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0) == 0
 
 
-def _timed(command: list[str], cwd: Path, events_path: Path | None = None) -> Run:
+def _timed(command: list[str], cwd: Path, events_path: Path | None = None, tree: Path = _REPO) -> Run:
     """Wall and CPU seconds (user + system, the process and its waited-for descendants) of one command."""
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(_REPO), os.environ.get("PYTHONPATH")]))}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(tree), os.environ.get("PYTHONPATH")]))}
     load = os.getloadavg()[0]
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     # Output to a file, not a pipe: the pool's server inherits it, and reading a pipe to its end would wait for the
@@ -165,21 +166,24 @@ def _breakdown(label: str, run: Run, workers: int) -> str:
     )
 
 
-def _commands(args: argparse.Namespace, source: Path, out: Path) -> dict[str, tuple[list[str], Path]]:
-    """Label → (command line, the zip it writes). Ours runs through the probe (`ingest_probe.py`), which writes
-    its timeline to `<zip>.events.json`."""
+def _commands(args: argparse.Namespace, source: Path, out: Path) -> dict[str, tuple[list[str], Path, Path]]:
+    """Label → (command line, the zip it writes, the checkout whose code it runs). Ours (and the baseline's) runs
+    through the probe (`ingest_probe.py`), which writes its timeline to `<zip>.events.json`."""
     size = str(args.resolution)
     commands = {}
     if args.nvidia_tool is not None:
         dest = out / "nvidia.zip"
         nvidia = [args.nvidia_python, str(args.nvidia_tool.resolve()), "--source", str(source), "--dest", str(dest)]
-        commands["nvidia"] = ([*nvidia, "--width", size, "--height", size, "--transform", "center-crop"], dest)
-    for workers in sorted({1, args.workers}):
-        dest = out / f"ours-{workers}.zip"
-        probe = [sys.executable, str(_PROBE), str(dest.with_suffix(".events.json"))]
-        ours = [*probe, "dataset", "prepare", "--source", str(source)]
-        ours += ["--dest", str(dest), "--resolution", size, "--transform", "center-crop", "--labels", "none"]
-        commands[f"ours, {workers} worker{'s' if workers > 1 else ''}"] = ([*ours, "--workers", str(workers)], dest)
+        commands["nvidia"] = ([*nvidia, "--width", size, "--height", size, "--transform", "center-crop"], dest, _REPO)
+    trees = {"ours": _REPO} | ({"baseline": args.baseline.resolve()} if args.baseline is not None else {})
+    for name, tree in trees.items():
+        for workers in sorted({1, args.workers}):
+            dest = out / f"{name}-{workers}.zip"
+            probe = [sys.executable, str(tree / "benchmarks" / _PROBE.name), str(dest.with_suffix(".events.json"))]
+            command = [*probe, "dataset", "prepare", "--source", str(source), "--dest", str(dest)]
+            command += ["--resolution", size, "--transform", "center-crop", "--labels", "none"]
+            command += ["--workers", str(workers)]
+            commands[f"{name}, {workers} worker{'s' if workers > 1 else ''}"] = (command, dest, tree)
     return commands
 
 
@@ -199,13 +203,19 @@ def _summary(run: Run) -> str:
 def _print_results(runs: dict[str, list[Run]], workers: int) -> None:
     print(f"load average after: {os.getloadavg()[0]:.1f}; {len(next(iter(runs.values())))} interleaved repeats:")
     best = {label: min(runs[label], key=lambda run: run.wall) for label in runs}
-    for label, tool_runs in runs.items():
-        walls = [run.wall for run in tool_runs]
-        line = f"  {label:18s} wall min {best[label].wall:6.2f}  median {statistics.median(walls):6.2f}"
-        line += f"  CPU min {min(run.cpu for run in tool_runs):6.2f}"
-        if "nvidia" in best and label != "nvidia":
+    median = {label: statistics.median(run.wall for run in tool_runs) for label, tool_runs in runs.items()}
+    least_cpu = {label: min(run.cpu for run in tool_runs) for label, tool_runs in runs.items()}
+    for label in runs:
+        line = f"  {label:22s} wall min {best[label].wall:6.2f}  median {median[label]:6.2f}"
+        line += f"  CPU min {least_cpu[label]:6.2f}"
+        if "nvidia" in runs and label != "nvidia":
             line += f"  wall ratio to NVIDIA {best[label].wall / best['nvidia'].wall:.2f}x"
-            line += f" (CPU {min(run.cpu for run in tool_runs) / min(run.cpu for run in runs['nvidia']):.2f}x)"
+            line += f" (medians {median[label] / median['nvidia']:.2f}x,"
+            line += f" CPU {least_cpu[label] / least_cpu['nvidia']:.2f}x)"
+        baseline = label.replace("ours,", "baseline,")
+        if label.startswith("ours,") and baseline in runs:
+            line += f"; to the baseline {best[label].wall / best[baseline].wall:.3f}x"
+            line += f" (medians {median[label] / median[baseline]:.3f}x)"
         print(line)
     print("where the time went (the fastest run of each; start-up = launch to first result, tail = after it):")
     for label, run in best.items():
@@ -223,6 +233,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3, help="interleaved runs of each tool (the minimum counts)")
     parser.add_argument("--nvidia-tool", type=Path, default=None, help="NVIDIA's dataset_tool.py, to run alongside")
     parser.add_argument("--nvidia-python", default=sys.executable, help="interpreter for NVIDIA's tool")
+    baseline_help = "another checkout of this repository (an earlier commit) to run alongside ours"
+    parser.add_argument("--baseline", type=Path, default=None, help=baseline_help)
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="ingest-bench-"))
@@ -247,17 +259,17 @@ def main() -> None:
         for repeat in range(args.repeats):
             # Rotated each repeat so no tool always runs right after the same one.
             for label in labels[repeat % len(labels) :] + labels[: repeat % len(labels)]:
-                command, dest = commands[label]
+                command, dest, tree = commands[label]
                 # Each run writes a new zip, as a user ingesting into a new path does: ext4 flushes a file that is
                 # renamed (ours) or truncated (NVIDIA's) over an existing one, ~50 ms of wall time for 98 MB.
                 for previous in (dest, manifest_path_for(dest)):
                     previous.unlink(missing_ok=True)
                 events = dest.with_suffix(".events.json") if label != "nvidia" else None
-                runs[label].append(_timed(command, scratch, events))
+                runs[label].append(_timed(command, scratch, events, tree))
                 print(f"  run {repeat + 1} {label}: {_summary(runs[label][-1])}", flush=True)
         _print_results(runs, args.workers)
         if "nvidia" in commands:
-            for label, (_, dest) in commands.items():
+            for label, (_, dest, _) in commands.items():
                 if label != "nvidia":
                     print(f"zip of {label} vs NVIDIA's: {_same_entries(dest, commands['nvidia'][1])}")
     finally:

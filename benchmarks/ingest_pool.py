@@ -62,8 +62,9 @@ def _child(source: str, method: str, large_pipe: bool, workers: int, resolution:
 
 def _run(source: Path, method: str, large_pipe: bool, workers: int, resolution: int) -> dict[str, float]:
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    command = [sys.executable, str(Path(__file__).resolve()), "--child", method, str(int(large_pipe)), str(source), str(workers)]
-    output = subprocess.run([*command, str(resolution)], capture_output=True, text=True, check=True).stdout
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", method, str(int(large_pipe)), str(source)]
+    command += [str(workers), str(resolution)]
+    output = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     _wait_for_orphans()
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     result = json.loads(output)
