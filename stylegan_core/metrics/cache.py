@@ -52,8 +52,15 @@ class RealStatistics:
 
 
 def cache_file(cache_dir: Path, content_hash: str, detector_sha256: str, num_items: int) -> Path:
-    key = json.dumps([_CACHE_VERSION, content_hash, detector_sha256, int(num_items)])
-    return Path(cache_dir) / f"real-{hashlib.sha256(key.encode()).hexdigest()[:32]}.npz"
+    return keyed_cache_file(cache_dir, "real", _CACHE_VERSION, content_hash, detector_sha256, num_items)
+
+
+def keyed_cache_file(
+    cache_dir: Path, prefix: str, version: str, content_hash: str, detector_sha256: str, num_items: int
+) -> Path:
+    """`<prefix>-<hash>.npz`: the hash of the format version and the key, so no path or dataset name leaks in."""
+    key = json.dumps([version, content_hash, detector_sha256, int(num_items)])
+    return Path(cache_dir) / f"{prefix}-{hashlib.sha256(key.encode()).hexdigest()[:32]}.npz"
 
 
 def real_statistics(

@@ -16,10 +16,7 @@ file that fails is reported in one line naming it and recomputed.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +25,15 @@ import numpy as np
 
 from stylegan_core.data.dataset import ImageDataset
 from stylegan_core.io.atomic import atomic_file
-from stylegan_core.metrics.cache import DEFAULT_BATCH_SIZE, broadcast_from_rank0, cache_file, default_cache_dir
+from stylegan_core.metrics.cache import (
+    DEFAULT_BATCH_SIZE,
+    broadcast_from_rank0,
+    cache_file,
+    default_cache_dir,
+    keyed_cache_file,
+)
 from stylegan_core.metrics.npz_bounded import CacheKey, describe_error, read_key, read_member
-from stylegan_core.metrics.progress import LineProgress
+from stylegan_core.metrics.progress import LineProgress, say
 from stylegan_core.metrics.sampling import Detector, Shard, dataset_features
 
 _CACHE_VERSION = "real-features-v1"
@@ -52,8 +55,7 @@ def _entry(features: np.ndarray, key: CacheKey) -> RealFeatures:
 
 
 def features_cache_file(cache_dir: Path, content_hash: str, detector_sha256: str, num_items: int) -> Path:
-    key = json.dumps([_CACHE_VERSION, content_hash, detector_sha256, int(num_items)])
-    return Path(cache_dir) / f"real-features-{hashlib.sha256(key.encode()).hexdigest()[:32]}.npz"
+    return keyed_cache_file(cache_dir, "real-features", _CACHE_VERSION, content_hash, detector_sha256, num_items)
 
 
 def real_features(
@@ -122,14 +124,14 @@ def _find_cached(
         try:
             return load_features(path, *key, feature_dim)
         except ValueError as error:
-            _say(progress, f"{error}; recomputing the real features")
+            say(progress, f"{error}; recomputing the real features")
     legacy = cache_file(cache_dir, *key)
     if not _has_features(legacy):
         return None
     try:
         entry = _entry(_load_features(legacy, key, feature_dim, np.dtype(np.float32)).astype(FEATURE_DTYPE), key)
     except ValueError as error:
-        _say(progress, f"{error}; not reusing it for precision/recall")
+        say(progress, f"{error}; not reusing it for precision/recall")
         return None
     save_features(path, entry)
     return entry
@@ -168,10 +170,3 @@ def _any_nan(features: np.ndarray) -> bool:
 def _feature_dim(detector: Detector) -> int | None:
     dim = getattr(detector, "feature_dim", None)
     return int(dim) if dim is not None else None
-
-
-def _say(progress: bool | LineProgress, line: str) -> None:
-    if isinstance(progress, LineProgress):
-        progress.emit(line)
-    elif progress is not False:
-        print(line, file=sys.stderr, flush=True)

@@ -8,6 +8,7 @@ and once at the end. No torch import here: the CLI and the training start-up use
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -123,3 +124,11 @@ def slow_metric_note(names: list[str], num_gen: dict[str, int], device_type: str
         f"about {format_duration(seconds)} each on this CPU (~{CPU_IMAGES_PER_SECOND:g} images/s). For a CPU run "
         f"choose a small variant such as --metrics fid1k_full, or --metrics none."
     )
+
+
+def say(progress: bool | LineProgress, line: str) -> None:
+    """One line to where this evaluation reports: the LineProgress callback, stderr, or nowhere (progress=False)."""
+    if isinstance(progress, LineProgress):
+        progress.emit(line)
+    elif progress is not False:
+        print(line, file=sys.stderr, flush=True)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +48,7 @@ from stylegan_core.metrics.progress import (
     format_duration,
     format_time,
     metric_announcement,
+    say,
 )
 from stylegan_core.metrics.records import provenance, real_stats_key, recorded_result
 from stylegan_core.metrics.sampling import Detector, Shard, dataset_label_sampler, generator_features
@@ -304,12 +304,8 @@ def _announce(
 
 
 def _say(progress: bool | LineProgress, shard: Shard, line: str) -> None:
-    if progress is False or shard.rank != 0:
-        return
-    if isinstance(progress, LineProgress):
-        progress.emit(line)
-    else:
-        print(line, file=sys.stderr, flush=True)
+    if shard.rank == 0:
+        say(progress, line)
 
 
 def _real_count(spec: MetricSpec, dataset_size: int) -> int:
