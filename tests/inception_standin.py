@@ -10,12 +10,12 @@ file, by NVIDIA's metric code in a scratch checkout (tests/fixtures/metrics_nvid
 
 from __future__ import annotations
 
-import copy
 import os
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from standin_support import scripted_with_seed
 
 FEATURES = 2048
 CLASSES = 1008
@@ -54,16 +54,8 @@ class StandinInception(torch.nn.Module):
         return F.softmax(logits, dim=1)
 
 
-_scripted: list[torch.jit.ScriptModule] = []
-
-
 def build_standin_inception(seed: int = 0) -> torch.jit.ScriptModule:
-    # Compile once per process, then give a copy the weights of `seed` (as tests/vgg_standin.py does).
-    if not _scripted:
-        _scripted.append(torch.jit.script(StandinInception(0).eval()))
-    module = copy.deepcopy(_scripted[0])
-    module.load_state_dict(StandinInception(seed).state_dict())
-    return module
+    return scripted_with_seed(StandinInception, seed)
 
 
 def save_standin_inception(path: str | os.PathLike[str], seed: int = 0) -> str:

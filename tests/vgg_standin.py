@@ -11,13 +11,12 @@ same file, by NVIDIA's ``project()`` in a scratch checkout (tests/fixtures/proje
 
 from __future__ import annotations
 
-import copy
 import os
-import warnings
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from standin_support import scripted_with_seed
 
 
 class StandinVGG16(torch.nn.Module):
@@ -59,18 +58,8 @@ class StandinVGG16(torch.nn.Module):
         return pooled
 
 
-_scripted: list[torch.jit.ScriptModule] = []
-
-
 def build_standin_vgg16(seed: int = 0) -> torch.jit.ScriptModule:
-    # Compile once per process (the slow part), then give a copy of that module the weights of `seed`.
-    if not _scripted:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", "`torch.jit.script` is deprecated", DeprecationWarning)
-            _scripted.append(torch.jit.script(StandinVGG16(0).eval()))
-    module = copy.deepcopy(_scripted[0])
-    module.load_state_dict(StandinVGG16(seed).state_dict())
-    return module
+    return scripted_with_seed(StandinVGG16, seed)
 
 
 def save_standin_vgg16(path: str | os.PathLike[str], seed: int = 0) -> str:

@@ -135,21 +135,18 @@ def is_power_of_two(value: int) -> bool:
 
 
 @functools.cache  # asked once per file name; building it walks Pillow's ~70 extensions
-def image_extensions() -> frozenset[str]:
-    """Lower-case extensions Pillow knows (with the dot), as NVIDIA's tool and reader use to pick image files."""
+def image_extensions(all_plugins: bool = True) -> frozenset[str]:
+    """Lower-case extensions Pillow knows (with the dot), as NVIDIA's tool and reader use to pick image files.
+
+    `all_plugins=False`: only those of Pillow's common formats (JPEG, PNG, BMP, GIF, PPM), a subset known without
+    importing its ~60 other plugins (~45 ms before the first image can go out).
+    """
     import PIL.Image
 
-    PIL.Image.init()
-    return frozenset(ext.lower() for ext in PIL.Image.EXTENSION)
-
-
-@functools.cache
-def _common_image_extensions() -> frozenset[str]:
-    """The extensions of Pillow's common formats (JPEG, PNG, BMP, GIF, PPM): a subset of `image_extensions()`
-    known without importing Pillow's ~60 other plugins (~45 ms before the first image can go out)."""
-    import PIL.Image
-
-    PIL.Image.preinit()
+    if all_plugins:
+        PIL.Image.init()
+    else:
+        PIL.Image.preinit()
     return frozenset(ext.lower() for ext in PIL.Image.EXTENSION)
 
 
@@ -158,7 +155,7 @@ def is_image_name(name: str) -> bool:
     if dot < 0:
         return False
     extension = name[dot:].lower()
-    return extension in _common_image_extensions() or extension in image_extensions()
+    return extension in image_extensions(all_plugins=False) or extension in image_extensions()
 
 
 _HIDDEN = re.compile(r"(^|/)(\.[^/]*|__MACOSX)(/|$)")
