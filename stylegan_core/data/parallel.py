@@ -117,7 +117,8 @@ def ordered_map(
     else:
         chunks = _pooled_chunks(function, context, items, workers)
         next(chunks)  # runs up to its first yield: the pool is started and its first chunks are submitted
-    # Created after the pool, and without tqdm's monitor thread, so the parent is still single-threaded at the fork.
+    # After the pool has forked; and without tqdm's monitor thread, which would keep a later pool in this process
+    # (ingestion's, after the header scan's bar) from forking.
     bar = _progress_bar(len(items), description) if progress else None
     return OrderedResults(chunks, bar)
 
@@ -208,8 +209,9 @@ class _LargeResultPipe:
 
     A worker sends a chunk's results (8 PNGs at 128 px: ~400 KB) in one write that blocks until the parent has read
     all but the pipe's capacity (64 KiB by default): the worker idled and switched contexts ~6 times a chunk while
-    the parent was busy. Measured on 2 cores, 2000 images at 128 px: map wall 4.51 -> 4.26 s, CPU 9.00 -> 8.56 s
-    (`benchmarks/RESULTS.md`). Performance only: where the pipe cannot grow, it stays as it was.
+    the parent was busy. On 2 cores, 2000 images at 128 px, A/B runs gave 0.94-0.99x the map's wall time, within
+    that machine's drift (`benchmarks/ingest_pool.py`, `benchmarks/RESULTS.md`): kept because it removes blocking
+    and costs nothing. Performance only: where the pipe cannot grow, it stays as it was.
     """
 
     def SimpleQueue(self) -> Any:  # noqa: N802 - multiprocessing's name
@@ -241,8 +243,9 @@ def _initialise(function: Callable[[Any, Any], Any], context: Any, alive_reader:
     global _worker_function, _worker_context
     _worker_function, _worker_context = function, context
     alive_writer.close()  # this worker's copy (inherited by a fork, or passed): only the parent's may keep it open
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # a forked worker inherits its parent's handler: the executor's
-    # terminate() of a broken pool must end it, not raise in it
+    # A forked worker inherits its parent's SIGTERM handler; the executor's terminate() of a broken pool must end
+    # the worker, not raise in it.
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
     threading.Thread(target=_watch_parent, args=(alive_reader,), name="watch-parent", daemon=True).start()
 
 
