@@ -24,11 +24,10 @@ from pathlib import Path
 import torch
 
 from stylegan_core.errors import InputError
-from stylegan_core.metric_names import VGG16_FILE
+from stylegan_core.metric_names import NVIDIA_METRICS_URL, VGG16_FILE, VGG16_PATH_ENV
 from stylegan_core.metrics.inception import DetectorNotFoundError, load_torchscript
 
-VGG16_URL = "https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/metrics/vgg16.pt"
-VGG16_PATH_ENV = "STYLEGAN_VGG16"
+VGG16_URL = f"{NVIDIA_METRICS_URL}/vgg16.pt"
 VGG16_SHA256_ENV = "STYLEGAN_VGG16_SHA256"
 REQUIRED_ARGUMENTS = ("resize_images", "return_lpips")
 
